@@ -1,0 +1,323 @@
+//! `/runs/*` and `/metrics/*` routes.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kiln_core::entities::{
+    DatasetInput, KeyValue, ModelInput, ModelOutput, de_f64, de_opt_i64,
+};
+use kiln_store::validation::MAX_BATCH_REQUEST_BYTES;
+use kiln_store::{BatchInput, MetricInput, RunCreate, RunSearch, RunUpdate};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Msg, one_or_many, required};
+use crate::routes::experiments::view_type;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/runs/create", post(create))
+        .route("/runs/get", get(get_one))
+        .route("/runs/update", post(update))
+        .route("/runs/delete", post(delete))
+        .route("/runs/restore", post(restore))
+        .route("/runs/search", get(search).post(search))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/metrics/get-history", get(history))
+}
+
+/// Both `run_id` and the legacy `run_uuid` name the run; the client sends both.
+#[derive(Deserialize)]
+struct RunRef {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+}
+
+impl RunRef {
+    fn id(&self) -> ApiResult<&str> {
+        match (self.run_id.as_deref(), self.run_uuid.as_deref()) {
+            (Some(id), _) if !id.is_empty() => Ok(id),
+            (_, Some(id)) if !id.is_empty() => Ok(id),
+            _ => Err(ApiError::missing("run_id")),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Create {
+    experiment_id: Option<String>,
+    #[serde(default)]
+    user_id: String,
+    run_name: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_time: Option<i64>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+async fn create(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Create>) -> ApiResult<Json<Value>> {
+    let run = s
+        .store
+        .create_run(RunCreate {
+            experiment_id: body.experiment_id.unwrap_or_else(|| "0".into()),
+            user_id: body.user_id,
+            run_name: body.run_name,
+            start_time: body.start_time,
+            tags: body.tags,
+        })
+        .await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+async fn get_one(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+    let run = s.store.get_run(body.id()?).await?;
+    Ok(Json(json!({ "run": run })))
+}
+
+#[derive(Deserialize)]
+struct Update {
+    #[serde(flatten)]
+    run: RunRef,
+    status: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_time: Option<i64>,
+    run_name: Option<String>,
+}
+
+async fn update(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Update>) -> ApiResult<Json<Value>> {
+    let info = s
+        .store
+        .update_run(
+            body.run.id()?,
+            RunUpdate {
+                status: body.status,
+                end_time: body.end_time,
+                run_name: body.run_name,
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "run_info": info })))
+}
+
+async fn delete(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+    s.store.set_run_lifecycle(body.id()?, true).await?;
+    Ok(Json(json!({})))
+}
+
+async fn restore(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+    s.store.set_run_lifecycle(body.id()?, false).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct Search {
+    #[serde(default, deserialize_with = "one_or_many")]
+    experiment_ids: Vec<String>,
+    filter: Option<String>,
+    run_view_type: Option<Value>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    order_by: Vec<String>,
+    page_token: Option<String>,
+}
+
+async fn search(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Search>) -> ApiResult<Json<Value>> {
+    let (runs, next) = s
+        .store
+        .search_runs(RunSearch {
+            experiment_ids: body.experiment_ids,
+            filter: body.filter,
+            view: view_type(&body.run_view_type)?,
+            max_results: body.max_results,
+            order_by: body.order_by,
+            page_token: body.page_token,
+        })
+        .await?;
+    let mut out = json!({ "runs": runs });
+    if let Some(token) = next {
+        out["next_page_token"] = json!(token);
+    }
+    Ok(Json(out))
+}
+
+/// A metric as sent by the client: value may be a number or "NaN"/"Infinity".
+#[derive(Deserialize)]
+struct MetricMsg {
+    key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_f64")]
+    value: Option<f64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    step: Option<i64>,
+}
+
+fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    struct W(#[serde(deserialize_with = "de_f64")] f64);
+    Option::<W>::deserialize(d).map(|o| o.map(|w| w.0))
+}
+
+impl MetricMsg {
+    fn into_input(self, at: &str) -> ApiResult<MetricInput> {
+        let key = self
+            .key
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::missing(&format!("{at}key")))?;
+        Ok(MetricInput {
+            value: self
+                .value
+                .ok_or_else(|| ApiError::missing(&format!("{at}value")))?,
+            timestamp: self
+                .timestamp
+                .ok_or_else(|| ApiError::missing(&format!("{at}timestamp")))?,
+            step: self.step.unwrap_or(0),
+            key,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LogMetric {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(flatten)]
+    metric: MetricMsg,
+}
+
+async fn log_metric(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogMetric>) -> ApiResult<Json<Value>> {
+    let id = body.run.id()?.to_string();
+    s.store.log_metric(&id, body.metric.into_input("")?).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct KeyValueMsg {
+    #[serde(flatten)]
+    run: RunRef,
+    key: Option<String>,
+    value: Option<String>,
+}
+
+async fn log_param(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+    let key = required(&body.key, "key")?.to_string();
+    let value = body.value.clone().ok_or_else(|| ApiError::missing("value"))?;
+    s.store.log_param(body.run.id()?, KeyValue { key, value }).await?;
+    Ok(Json(json!({})))
+}
+
+async fn set_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+    let key = required(&body.key, "key")?.to_string();
+    let value = body.value.clone().ok_or_else(|| ApiError::missing("value"))?;
+    s.store.set_tag(body.run.id()?, KeyValue { key, value }).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+    let key = required(&body.key, "key")?.to_string();
+    s.store.delete_tag(body.run.id()?, key).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct LogBatch {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    metrics: Vec<MetricMsg>,
+    #[serde(default)]
+    params: Vec<KeyValue>,
+    #[serde(default)]
+    tags: Vec<KeyValue>,
+}
+
+async fn log_batch(State(s): State<Arc<AppState>>, Msg { body, len }: Msg<LogBatch>) -> ApiResult<Json<Value>> {
+    if len > MAX_BATCH_REQUEST_BYTES {
+        return Err(ApiError::invalid(format!(
+            "Batched logging API requests must be at most {MAX_BATCH_REQUEST_BYTES} bytes, got a \
+             request of {len} bytes"
+        )));
+    }
+    let id = body.run.id()?.to_string();
+    let metrics = body
+        .metrics
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| m.into_input(&format!("metrics[{i}].")))
+        .collect::<ApiResult<Vec<_>>>()?;
+    s.store
+        .log_batch(
+            &id,
+            BatchInput {
+                metrics,
+                params: body.params,
+                tags: body.tags,
+            },
+        )
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct LogInputs {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    datasets: Vec<DatasetInput>,
+    #[serde(default)]
+    models: Vec<ModelInput>,
+}
+
+async fn log_inputs(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogInputs>) -> ApiResult<Json<Value>> {
+    s.store
+        .log_inputs(body.run.id()?, body.datasets, body.models)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct LogOutputs {
+    #[serde(flatten)]
+    run: RunRef,
+    #[serde(default)]
+    models: Vec<ModelOutput>,
+}
+
+async fn log_outputs(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogOutputs>) -> ApiResult<Json<Value>> {
+    s.store.log_outputs(body.run.id()?, body.models).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct History {
+    #[serde(flatten)]
+    run: RunRef,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+    page_token: Option<String>,
+}
+
+async fn history(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<History>) -> ApiResult<Json<Value>> {
+    let key = required(&body.metric_key, "metric_key")?;
+    let (metrics, next) = s
+        .store
+        .get_metric_history(body.run.id()?, key, body.max_results, body.page_token.as_deref())
+        .await?;
+    let mut out = json!({ "metrics": metrics });
+    if let Some(token) = next {
+        out["next_page_token"] = json!(token);
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,268 @@
+//! The metadata database: one sqlx `Any` pool for reads and one writer task that applies
+//! writes in group-committed transactions.
+//!
+//! Why a single writer: SQLite admits one writer at a time, and a commit costs one fsync of
+//! the WAL. Funnelling writes through one task lets every write that arrived while the
+//! previous commit was in flight share the next commit (group commit), so durability does
+//! not cost throughput. Each write runs inside its own SAVEPOINT, so one failing write (a
+//! conflicting param, say) is rolled back alone and the others in the batch still commit.
+//! A caller is answered only after the commit returned: an acknowledged write is durable.
+
+use std::any::Any as StdAny;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Result, StoreError};
+
+/// Which SQL dialect the pool speaks; only a few statements differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub type BoxFut<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+type Erased = Box<dyn StdAny + Send>;
+type Op = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFut<'c, Erased> + Send>;
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<Erased>>,
+}
+
+/// Most writes one commit may carry. Bounded so a burst cannot hold the write lock for long.
+const MAX_GROUP: usize = 512;
+
+/// The metadata database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    writer: mpsc::Sender<Job>,
+}
+
+static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+impl Db {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite://PATH` and `postgres://…` URLs are accepted.
+    pub async fn open(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported store URL {url:?}: expected sqlite://PATH or postgres://…"
+            )));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let options: AnyConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("invalid store URL: {e}")))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed while the writer commits. synchronous=FULL
+                        // fsyncs the WAL on every commit, so an acknowledged write survives
+                        // a crash of the process and of the machine.
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16000; \
+                             PRAGMA temp_store = MEMORY;",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        migrate(&pool).await?;
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        let writer_conn = pool.acquire().await?.detach();
+        tokio::spawn(writer_loop(pool.clone(), writer_conn, rx));
+        Ok(Db {
+            pool,
+            backend,
+            writer: tx,
+        })
+    }
+
+    /// Opens the default embedded store: `kiln.db` in `data_dir`.
+    pub async fn open_sqlite_dir(data_dir: &Path) -> Result<Db> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Config(format!("cannot create data directory {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("kiln.db");
+        Db::open(&format!("sqlite://{}", path.display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Runs `f` in the next group commit and returns its result once that commit is durable.
+    /// `f` sees a connection inside an open transaction; if it returns an error, its own
+    /// changes are rolled back and the error is returned.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFut<'c, T> + Send + 'static,
+    {
+        let op: Op = Box::new(move |conn| {
+            let fut = f(conn);
+            Box::pin(async move { fut.await.map(|v| Box::new(v) as Erased) })
+        });
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        let out = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer dropped a request".into()))??;
+        Ok(*out
+            .downcast::<T>()
+            .expect("the writer returns the type its op produced"))
+    }
+
+    /// Closes the pool after the writer has drained.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn migrate(pool: &AnyPool) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS kiln_schema_migrations (\
+         version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    for (version, description, sql) in MIGRATIONS {
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM kiln_schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if applied.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO kiln_schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(*version)
+        .bind(*description)
+        .bind(crate::now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, description, "applied migration");
+    }
+    Ok(())
+}
+
+async fn writer_loop(pool: AnyPool, mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = Vec::with_capacity(16);
+        jobs.push(first);
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        match run_group(&mut conn, jobs).await {
+            Ok(()) => {}
+            Err(e) => {
+                // The connection may be broken; get a fresh one before the next group.
+                tracing::error!(error = %e, "group commit failed");
+                loop {
+                    match pool.acquire().await {
+                        Ok(c) => {
+                            conn = c.detach();
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "writer cannot reconnect; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies one group of writes in one transaction and answers every caller after commit.
+async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> Result<()> {
+    let mut results: Vec<(oneshot::Sender<Result<Erased>>, Result<Erased>)> =
+        Vec::with_capacity(jobs.len());
+    let outcome: Result<()> = async {
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        for job in jobs {
+            sqlx::raw_sql("SAVEPOINT kiln_op").execute(&mut *conn).await?;
+            let r = (job.op)(&mut *conn).await;
+            if r.is_ok() {
+                sqlx::raw_sql("RELEASE SAVEPOINT kiln_op")
+                    .execute(&mut *conn)
+                    .await?;
+            } else {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT kiln_op; RELEASE SAVEPOINT kiln_op")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            results.push((job.reply, r));
+        }
+        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            for (reply, r) in results {
+                let _ = reply.send(r);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            let msg = e.to_string();
+            for (reply, _) in results {
+                let _ = reply.send(Err(StoreError::Unavailable(format!(
+                    "the transaction failed and nothing was written: {msg}"
+                ))));
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `runs/search`: MLflow's filter and order_by grammar compiled to one SQL query over the
+//! runs table, with EXISTS sub-queries against `latest_metrics`, `params`, `tags` and
+//! `run_inputs`. History is never scanned.
+
+use kiln_core::entities::Run;
+use kiln_core::search::{self, CompOp, Comparison, EntityType, Value};
+use sqlx::Row;
+
+use crate::error::{Result, StoreError};
+use crate::experiments::{ViewType, parse_experiment_id};
+use crate::runs::{RUN_COLUMNS, info_from_row, load_runs};
+use crate::search_sql::Sql;
+use crate::{Store, page};
+
+/// Input of `runs/search`.
+#[derive(Debug, Clone, Default)]
+pub struct RunSearch {
+    pub experiment_ids: Vec<String>,
+    pub filter: Option<String>,
+    pub view: ViewType,
+    pub max_results: Option<i64>,
+    pub order_by: Vec<String>,
+    pub page_token: Option<String>,
+}
+
+fn attribute_column(key: &str) -> Result<&'static str> {
+    Ok(match key {
+        "run_id" | "run_uuid" => "r.run_id",
+        "run_name" => "r.name",
+        "status" => "r.status",
+        "user_id" => "r.user_id",
+        "artifact_uri" => "r.artifact_uri",
+        "lifecycle_stage" => "r.lifecycle_stage",
+        "start_time" | "created" | "Created" => "r.start_time",
+        "end_time" => "r.end_time",
+        other => {
+            return Err(StoreError::invalid(format!(
+                "Invalid attribute key '{other}' specified. Valid keys are 'run_id', 'run_name', \
+                 'status', 'user_id', 'artifact_uri', 'lifecycle_stage', 'start_time', 'end_time'"
+            )));
+        }
+    })
+}
+
+fn push_comparison(sql: &mut Sql, c: &Comparison) -> Result<()> {
+    match c.entity {
+        EntityType::Metric => {
+            // NaN never satisfies a numeric comparison.
+            sql.push(
+                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_id = r.run_id AND m.key = ",
+            );
+            sql.bind_str(&c.key);
+            sql.push(" AND m.is_nan = 0 AND ");
+            let v = match &c.value {
+                Value::Number(n) => *n,
+                other => {
+                    return Err(StoreError::invalid(format!(
+                        "Expected a numeric value for metrics.{} but got {other:?}",
+                        c.key
+                    )));
+                }
+            };
+            sql.compare("m.value", c.op, &Value::Number(v))?;
+            // Bind floats as floats: an integral literal against a REAL column is fine in
+            // both dialects.
+            sql.push(")");
+        }
+        EntityType::Param | EntityType::Tag => {
+            let table = if c.entity == EntityType::Param {
+                "params"
+            } else {
+                "tags"
+            };
+            sql.push(&format!(
+                "EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = "
+            ));
+            sql.bind_str(&c.key);
+            sql.push(" AND ");
+            sql.compare("p.value", c.op, &c.value)?;
+            sql.push(")");
+        }
+        EntityType::Attribute => {
+            let column = attribute_column(&c.key)?;
+            sql.compare(column, c.op, &c.value)?;
+        }
+        EntityType::Dataset => {
+            let column = match c.key.as_str() {
+                "name" => "ri.dataset_name",
+                "digest" => "ri.dataset_digest",
+                "context" => "ri.context",
+                other => {
+                    return Err(StoreError::invalid(format!(
+                        "Invalid dataset key '{other}' specified. Valid keys are 'name', 'digest', 'context'"
+                    )));
+                }
+            };
+            sql.push("EXISTS (SELECT 1 FROM run_inputs ri WHERE ri.run_id = r.run_id AND ");
+            sql.compare(column, c.op, &c.value)?;
+            sql.push(")");
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Searches runs across experiments. Returns one page and the token of the next.
+    pub async fn search_runs(&self, req: RunSearch) -> Result<(Vec<Run>, Option<String>)> {
+        let limit = page::max_results(req.max_results, 1000, 50_000)?;
+        let offset = page::decode(req.page_token.as_deref())?;
+        let filters = search::parse_run_filter(req.filter.as_deref().unwrap_or(""))?;
+        let orders = req
+            .order_by
+            .iter()
+            .map(|o| search::parse_run_order_by(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let exp_ids = req
+            .experiment_ids
+            .iter()
+            .map(|id| parse_experiment_id(id))
+            .collect::<Result<Vec<_>>>()?;
+        if exp_ids.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+
+        let mut sql = Sql::new(self.db.backend);
+        let cols = RUN_COLUMNS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        sql.push(&format!("SELECT {cols} FROM runs r"));
+        // One LEFT JOIN per order_by key, so ordering reads one row per run.
+        let mut order_sql = Vec::new();
+        for (i, ob) in orders.iter().enumerate() {
+            let dir = if ob.ascending { "ASC" } else { "DESC" };
+            match ob.entity {
+                EntityType::Metric => {
+                    sql.push(&format!(
+                        " LEFT JOIN latest_metrics o{i} ON o{i}.run_id = r.run_id AND o{i}.key = "
+                    ));
+                    sql.bind_str(&ob.key);
+                    // MLflow puts NaN and missing values last whatever the direction.
+                    order_sql.push(format!(
+                        "CASE WHEN o{i}.run_id IS NULL THEN 2 WHEN o{i}.is_nan = 1 THEN 1 ELSE 0 END ASC, o{i}.value {dir}"
+                    ));
+                }
+                EntityType::Param | EntityType::Tag => {
+                    let table = if ob.entity == EntityType::Param {
+                        "params"
+                    } else {
+                        "tags"
+                    };
+                    sql.push(&format!(
+                        " LEFT JOIN {table} o{i} ON o{i}.run_id = r.run_id AND o{i}.key = "
+                    ));
+                    sql.bind_str(&ob.key);
+                    order_sql.push(format!(
+                        "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC, o{i}.value {dir}"
+                    ));
+                }
+                EntityType::Attribute => {
+                    let column = attribute_column(&ob.key)?;
+                    order_sql.push(format!(
+                        "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC, {column} {dir}"
+                    ));
+                }
+                EntityType::Dataset => {
+                    return Err(StoreError::invalid(format!(
+                        "Ordering by dataset attributes is not supported: '{}'",
+                        ob.key
+                    )));
+                }
+            }
+        }
+        sql.push(" WHERE r.experiment_id IN (");
+        for (i, id) in exp_ids.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind_i64(*id);
+        }
+        sql.push(") AND ");
+        sql.push(&req.view.sql("r.lifecycle_stage"));
+        for c in &filters {
+            sql.push(" AND ");
+            if c.entity == EntityType::Metric && matches!(c.op, CompOp::Like | CompOp::ILike) {
+                return Err(StoreError::invalid(format!(
+                    "Invalid comparator for metrics.{}: LIKE is for strings",
+                    c.key
+                )));
+            }
+            push_comparison(&mut sql, c)?;
+        }
+        if !orders.iter().any(|o| o.entity == EntityType::Attribute && o.key == "start_time") {
+            order_sql.push("r.start_time DESC".into());
+        }
+        order_sql.push("r.run_id ASC".into());
+        sql.push(&format!(" ORDER BY {} LIMIT ", order_sql.join(", ")));
+        sql.bind_i64(limit + 1);
+        sql.push(" OFFSET ");
+        sql.bind_i64(offset);
+
+        let mut conn = self.db.pool.acquire().await?;
+        let rows = sql.query().fetch_all(&mut *conn).await?;
+        let mut infos = rows.iter().map(info_from_row).collect::<Result<Vec<_>>>()?;
+        let next = if infos.len() as i64 > limit {
+            infos.truncate(limit as usize);
+            Some(page::encode(offset + limit))
+        } else {
+            None
+        };
+        let runs = load_runs(&mut conn, infos).await?;
+        Ok((runs, next))
+    }
+
+    /// Counts runs in an experiment (used by tests and the CLI).
+    pub async fn count_runs(&self, experiment_id: &str) -> Result<i64> {
+        let id = parse_experiment_id(experiment_id)?;
+        let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE experiment_id = $1")
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}

@@ -1,0 +1,119 @@
+//! `kiln server`: the control plane.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use kiln_server::AppState;
+use kiln_store::{ArtifactStore, Backend, Store};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to bind.
+    #[arg(long, env = "KILN_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind; 0 lets the OS choose (the chosen port is printed).
+    #[arg(long, env = "KILN_PORT", default_value_t = 5000)]
+    pub port: u16,
+    /// Directory for the embedded store and local artifacts.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./.kiln")]
+    pub data_dir: PathBuf,
+    /// Metadata store URL: `sqlite://PATH` or `postgres://…` (default: DATA_DIR/kiln.db).
+    #[arg(long, env = "KILN_STORE")]
+    pub store: Option<String>,
+    /// Artifact store URL: a directory, `file:///DIR` or `s3://BUCKET/PREFIX`
+    /// (default: DATA_DIR/artifacts).
+    #[arg(long, env = "KILN_ARTIFACTS")]
+    pub artifacts: Option<String>,
+    /// Worker threads for the HTTP runtime (default: one per core).
+    #[arg(long, env = "KILN_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.workers {
+        rt.worker_threads(n.max(1));
+    }
+    rt.build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let store_url = match &args.store {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", args.data_dir.join("kiln.db").display()),
+    };
+    let store = Store::open(&store_url)
+        .await
+        .with_context(|| format!("cannot open the metadata store {}", redact(&store_url)))?;
+    let artifacts_url = match &args.artifacts {
+        Some(url) => url.clone(),
+        None => args.data_dir.join("artifacts").display().to_string(),
+    };
+    let artifacts = ArtifactStore::open(&artifacts_url)
+        .with_context(|| format!("cannot open the artifact store {artifacts_url}"))?;
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        artifacts,
+        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+        store_kind: match store.db().backend() {
+            Backend::Sqlite => "sqlite".into(),
+            Backend::Postgres => "postgresql".into(),
+        },
+    });
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when --port 0 was given.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    tracing::info!(%addr, store = %redact(&store_url), artifacts = %artifacts_url, "kiln server ready");
+    kiln_server::serve(listener, state, shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("kiln server stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}
+
+/// Hides a password in a store URL before it is logged.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
