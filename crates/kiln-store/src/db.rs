@@ -12,6 +12,8 @@ use std::any::Any as StdAny;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -45,6 +47,14 @@ pub struct Db {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     writer: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+/// Counters of the writer, for tests and metrics: how many writes shared how many commits.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub writes: AtomicU64,
 }
 
 static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
@@ -102,11 +112,13 @@ impl Db {
         migrate(&pool).await?;
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let writer_conn = pool.acquire().await?.detach();
-        tokio::spawn(writer_loop(pool.clone(), writer_conn, rx));
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(writer_loop(pool.clone(), writer_conn, rx, stats.clone()));
         Ok(Db {
             pool,
             backend,
             writer: tx,
+            stats,
         })
     }
 
@@ -125,6 +137,14 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// (commits, writes) so far: with concurrent writers, commits < writes.
+    pub fn writer_stats(&self) -> (u64, u64) {
+        (
+            self.stats.commits.load(Ordering::Relaxed),
+            self.stats.writes.load(Ordering::Relaxed),
+        )
     }
 
     /// Runs `f` in the next group commit and returns its result once that commit is durable.
@@ -191,7 +211,12 @@ async fn migrate(pool: &AnyPool) -> Result<()> {
     Ok(())
 }
 
-async fn writer_loop(pool: AnyPool, mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
+async fn writer_loop(
+    pool: AnyPool,
+    mut conn: AnyConnection,
+    mut rx: mpsc::Receiver<Job>,
+    stats: Arc<WriterStats>,
+) {
     while let Some(first) = rx.recv().await {
         let mut jobs = Vec::with_capacity(16);
         jobs.push(first);
@@ -201,8 +226,12 @@ async fn writer_loop(pool: AnyPool, mut conn: AnyConnection, mut rx: mpsc::Recei
                 Err(_) => break,
             }
         }
+        let n = jobs.len() as u64;
         match run_group(&mut conn, jobs).await {
-            Ok(()) => {}
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.writes.fetch_add(n, Ordering::Relaxed);
+            }
             Err(e) => {
                 // The connection may be broken; get a fresh one before the next group.
                 tracing::error!(error = %e, "group commit failed");
