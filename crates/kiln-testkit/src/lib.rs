@@ -71,6 +71,38 @@ impl TestDb {
     }
 }
 
+impl Drop for TestDb {
+    /// Drops a PostgreSQL test database (even if a pool still holds connections to it).
+    fn drop(&mut self) {
+        if self.kind != "postgres" {
+            return;
+        }
+        let Some(name) = url::Url::parse(&self.url)
+            .ok()
+            .map(|u| u.path().trim_start_matches('/').to_string())
+        else {
+            return;
+        };
+        // Drop may run inside an async runtime; do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&pg_admin_url()).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
 /// A `kiln server` child process listening on 127.0.0.1 at a port the OS chose.
 pub struct ServerProcess {
     pub url: String,

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `kiln` binary: start-up, shutdown, and crash durability.
+
+mod crash;
+mod lifecycle;
+
+use std::path::PathBuf;
+
+pub fn kiln_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
+}
