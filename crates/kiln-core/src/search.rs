@@ -808,6 +808,8 @@ fn parse_filter(filter: &str, context: &FilterContext) -> Result<Vec<Comparison>
         if parser.at_end() {
             return Ok(comparisons);
         }
+        // Remember where the connective starts so a bad one can be quoted whole.
+        let found = parser.snippet();
         let word = parser.word();
         if word.eq_ignore_ascii_case("AND") {
             parser.skip_ws();
@@ -819,11 +821,6 @@ fn parse_filter(filter: &str, context: &FilterContext) -> Result<Vec<Comparison>
                 "Invalid clause '{word}' in filter: 'OR' is not supported, only 'AND' can join comparisons"
             ));
         } else {
-            let found = if word.is_empty() {
-                parser.snippet()
-            } else {
-                word
-            };
             return err(format!(
                 "Expected 'AND' between comparisons but found '{found}'"
             ));
