@@ -29,10 +29,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Msg<T> {
         if req.method() == Method::GET || req.method() == Method::HEAD {
             let query = req.uri().query().unwrap_or("");
             let value = query_to_json(query);
-            return decode(value).map(|body| Msg { body, len: query.len() });
+            return decode(value).map(|body| Msg {
+                body,
+                len: query.len(),
+            });
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::new(ErrorCode::BadRequest, format!("Could not read the request body: {e}"))
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!("Could not read the request body: {e}"),
+            )
         })?;
         let len = bytes.len();
         let value = parse_body(&bytes)?;

@@ -37,7 +37,9 @@ pub struct ArtifactStore {
 
 impl std::fmt::Debug for ArtifactStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactStore").field("url", &self.url).finish()
+        f.debug_struct("ArtifactStore")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -45,8 +47,7 @@ impl ArtifactStore {
     /// Opens `url`: `s3://bucket[/prefix]`, `file:///dir`, or a plain directory path
     /// (created if missing).
     pub fn open(url: &str) -> Result<ArtifactStore> {
-        let inner: Arc<dyn ObjectStore> = if url.starts_with("s3://") || url.starts_with("s3a://")
-        {
+        let inner: Arc<dyn ObjectStore> = if url.starts_with("s3://") || url.starts_with("s3a://") {
             let parsed = url::Url::parse(url)
                 .map_err(|e| StoreError::Config(format!("invalid artifact URL {url:?}: {e}")))?;
             let bucket = parsed.host_str().ok_or_else(|| {
@@ -68,7 +69,9 @@ impl ArtifactStore {
                 StoreError::Config(format!("cannot create artifact directory {dir}: {e}"))
             })?;
             let fs = LocalFileSystem::new_with_prefix(dir)
-                .map_err(|e| StoreError::Config(format!("cannot open artifact directory {dir}: {e}")))?
+                .map_err(|e| {
+                    StoreError::Config(format!("cannot open artifact directory {dir}: {e}"))
+                })?
                 .with_automatic_cleanup(true);
             Arc::new(fs)
         };
@@ -116,10 +119,7 @@ impl ArtifactStore {
     }
 
     /// Opens `path` for streaming: its size and a stream of its bytes.
-    pub async fn get_stream(
-        &self,
-        path: &str,
-    ) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
+    pub async fn get_stream(&self, path: &str) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
         let location = artifact_path(path)?;
         let got = self.inner.get(&location).await?;
         let size = got.meta.size;
@@ -183,7 +183,9 @@ impl ArtifactStore {
             .try_collect()
             .await?;
         if children.is_empty() {
-            return Err(StoreError::not_found(format!("Artifact '{path}' not found")));
+            return Err(StoreError::not_found(format!(
+                "Artifact '{path}' not found"
+            )));
         }
         for child in children {
             self.inner.delete(&child).await?;
@@ -207,7 +209,11 @@ pub fn artifact_path(path: &str) -> Result<Path> {
     if trimmed.is_empty() {
         return Err(StoreError::invalid("Invalid artifact path: it is empty"));
     }
-    if trimmed.split('/').any(|p| p == ".." || p == "." || p.is_empty()) || path.contains('\\') {
+    if trimmed
+        .split('/')
+        .any(|p| p == ".." || p == "." || p.is_empty())
+        || path.contains('\\')
+    {
         return Err(StoreError::invalid(format!(
             "Invalid artifact path: '{path}'. Paths must be relative and may not contain '..'"
         )));

@@ -57,7 +57,8 @@ pub struct WriterStats {
     pub writes: AtomicU64,
 }
 
-static MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+static MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
 
 impl Db {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
@@ -125,7 +126,10 @@ impl Db {
     /// Opens the default embedded store: `kiln.db` in `data_dir`.
     pub async fn open_sqlite_dir(data_dir: &Path) -> Result<Db> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Config(format!("cannot create data directory {}: {e}", data_dir.display()))
+            StoreError::Config(format!(
+                "cannot create data directory {}: {e}",
+                data_dir.display()
+            ))
         })?;
         let path = data_dir.join("kiln.db");
         Db::open(&format!("sqlite://{}", path.display())).await
@@ -259,7 +263,9 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> Result<()> {
     let outcome: Result<()> = async {
         sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
         for job in jobs {
-            sqlx::raw_sql("SAVEPOINT kiln_op").execute(&mut *conn).await?;
+            sqlx::raw_sql("SAVEPOINT kiln_op")
+                .execute(&mut *conn)
+                .await?;
             let r = (job.op)(&mut *conn).await;
             if r.is_ok() {
                 sqlx::raw_sql("RELEASE SAVEPOINT kiln_op")

@@ -185,23 +185,31 @@ impl Store {
         let id = parse_experiment_id(id)?;
         let mut conn = self.db.pool.acquire().await?;
         let mut exp = load_experiment(&mut conn, id).await?;
-        exp.tags = experiment_tags(&mut conn, &[id]).await?.remove(&id).unwrap_or_default();
+        exp.tags = experiment_tags(&mut conn, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         Ok(exp)
     }
 
     /// Finds an experiment by name, whatever its lifecycle stage.
     pub async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
         let mut conn = self.db.pool.acquire().await?;
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {EXP_COLUMNS} FROM experiments WHERE name = $1")))
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| {
-                StoreError::not_found(format!("Could not find experiment with name '{name}'"))
-            })?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EXP_COLUMNS} FROM experiments WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::not_found(format!("Could not find experiment with name '{name}'"))
+        })?;
         let mut exp = exp_from_row(&row)?;
         let id = parse_experiment_id(&exp.experiment_id)?;
-        exp.tags = experiment_tags(&mut conn, &[id]).await?.remove(&id).unwrap_or_default();
+        exp.tags = experiment_tags(&mut conn, &[id])
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
         Ok(exp)
     }
 
@@ -253,7 +261,7 @@ impl Store {
             }
         }
         let mut orders = Vec::new();
-        for clause in order_by {
+        for clause in order_by.iter().filter(|o| !o.trim().is_empty()) {
             let ob = search::parse_experiment_order_by(clause)?;
             let column = match ob.key.as_str() {
                 "name" => "e.name",
@@ -266,7 +274,10 @@ impl Store {
                     )));
                 }
             };
-            orders.push(format!("{column} {}", if ob.ascending { "ASC" } else { "DESC" }));
+            orders.push(format!(
+                "{column} {}",
+                if ob.ascending { "ASC" } else { "DESC" }
+            ));
         }
         if orders.is_empty() {
             orders.push("e.creation_time DESC".into());
@@ -454,19 +465,24 @@ async fn experiment_tags(
         if chunk.is_empty() {
             continue;
         }
-        let list = chunk.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        let list = chunk
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({list}) ORDER BY key"
         )))
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {
-            out.entry(row.try_get::<i64, _>(0)?).or_default().push(KeyValue {
-                key: row.try_get(1)?,
-                value: row.try_get(2)?,
-            });
+            out.entry(row.try_get::<i64, _>(0)?)
+                .or_default()
+                .push(KeyValue {
+                    key: row.try_get(1)?,
+                    value: row.try_get(2)?,
+                });
         }
     }
     Ok(out)
 }
-

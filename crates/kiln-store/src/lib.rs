@@ -8,7 +8,11 @@ pub mod artifacts;
 pub mod db;
 pub mod error;
 mod experiments;
+mod logged_models;
 mod page;
+mod registry;
+mod registry_search;
+mod registry_versions;
 mod run_search;
 mod runs;
 mod search_sql;
@@ -18,6 +22,11 @@ pub use artifacts::{ArtifactStore, FileInfo};
 pub use db::{Backend, Db};
 pub use error::{Result, StoreError};
 pub use experiments::ViewType;
+pub use logged_models::{
+    LoggedModelCreate, LoggedModelDataset, LoggedModelOrder, LoggedModelSearch, ModelMetricInput,
+};
+pub use registry::CreateModelVersion;
+pub use registry_search::RegistrySearch;
 pub use runs::{BatchInput, MetricInput, RunCreate, RunSearch, RunUpdate};
 
 /// Milliseconds since the Unix epoch, the unit of every MLflow timestamp.

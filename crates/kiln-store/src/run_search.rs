@@ -111,6 +111,7 @@ impl Store {
         let orders = req
             .order_by
             .iter()
+            .filter(|o| !o.trim().is_empty())
             .map(|o| search::parse_run_order_by(o))
             .collect::<Result<Vec<_>, _>>()?;
         let exp_ids = req
@@ -191,7 +192,10 @@ impl Store {
             }
             push_comparison(&mut sql, c)?;
         }
-        if !orders.iter().any(|o| o.entity == EntityType::Attribute && o.key == "start_time") {
+        if !orders
+            .iter()
+            .any(|o| o.entity == EntityType::Attribute && o.key == "start_time")
+        {
             order_sql.push("r.start_time DESC".into());
         }
         order_sql.push("r.run_id ASC".into());

@@ -13,6 +13,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::error::{Result, StoreError};
 use crate::experiments::{load_experiment, parse_experiment_id};
+use crate::logged_models::{ModelMetricInput, write_model_metrics};
 use crate::validation::{self, MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH};
 use crate::{Store, now_ms, page};
 
@@ -51,6 +52,9 @@ pub struct BatchInput {
     pub metrics: Vec<MetricInput>,
     pub params: Vec<KeyValue>,
     pub tags: Vec<KeyValue>,
+    /// Metrics that MLflow 3 clients attach to a logged model (`model_id` on the metric);
+    /// they are also recorded on that model, in the same transaction.
+    pub model_metrics: Vec<(String, ModelMetricInput)>,
 }
 
 const RUN_NAME_TAG: &str = "mlflow.runName";
@@ -77,11 +81,13 @@ pub(crate) fn info_from_row(row: &AnyRow) -> Result<RunInfo> {
 
 /// Reads a run's info, or RESOURCE_DOES_NOT_EXIST.
 pub(crate) async fn load_info(conn: &mut AnyConnection, run_id: &str) -> Result<RunInfo> {
-    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1")))
-        .bind(run_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::not_found(format!("Run with id={run_id} not found")))?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE run_id = $1"
+    )))
+    .bind(run_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| StoreError::not_found(format!("Run with id={run_id} not found")))?;
     info_from_row(&row)
 }
 
@@ -116,7 +122,11 @@ fn validate_tag(t: &KeyValue) -> Result<()> {
 const ROWS_PER_INSERT: usize = 100;
 
 /// Appends metric points and keeps `latest_metrics` current, in the caller's transaction.
-async fn write_metrics(conn: &mut AnyConnection, run_id: &str, metrics: &[MetricInput]) -> Result<()> {
+async fn write_metrics(
+    conn: &mut AnyConnection,
+    run_id: &str,
+    metrics: &[MetricInput],
+) -> Result<()> {
     for chunk in metrics.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO metrics (run_id, key, step, timestamp, value, is_nan) VALUES ",
@@ -435,8 +445,8 @@ impl Store {
                 Box::pin(async move {
                     let info = load_info(conn, &run_id).await?;
                     if !deleted {
-                        let exp =
-                            load_experiment(conn, parse_experiment_id(&info.experiment_id)?).await?;
+                        let exp = load_experiment(conn, parse_experiment_id(&info.experiment_id)?)
+                            .await?;
                         if exp.lifecycle_stage != "active" {
                             return Err(StoreError::invalid(format!(
                                 "Cannot restore run {run_id}: its experiment {} is deleted.",
@@ -449,12 +459,14 @@ impl Store {
                     } else {
                         ("active", None)
                     };
-                    sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3")
-                        .bind(stage)
-                        .bind(when)
-                        .bind(&run_id)
-                        .execute(&mut *conn)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_id = $3",
+                    )
+                    .bind(stage)
+                    .bind(when)
+                    .bind(&run_id)
+                    .execute(&mut *conn)
+                    .await?;
                     Ok(())
                 })
             })
@@ -463,26 +475,35 @@ impl Store {
 
     pub async fn log_metric(&self, run_id: &str, metric: MetricInput) -> Result<()> {
         validate_metric(&metric)?;
-        self.log_batch(run_id, BatchInput {
-            metrics: vec![metric],
-            ..Default::default()
-        })
+        self.log_batch(
+            run_id,
+            BatchInput {
+                metrics: vec![metric],
+                ..Default::default()
+            },
+        )
         .await
     }
 
     pub async fn log_param(&self, run_id: &str, param: KeyValue) -> Result<()> {
-        self.log_batch(run_id, BatchInput {
-            params: vec![param],
-            ..Default::default()
-        })
+        self.log_batch(
+            run_id,
+            BatchInput {
+                params: vec![param],
+                ..Default::default()
+            },
+        )
         .await
     }
 
     pub async fn set_tag(&self, run_id: &str, tag: KeyValue) -> Result<()> {
-        self.log_batch(run_id, BatchInput {
-            tags: vec![tag],
-            ..Default::default()
-        })
+        self.log_batch(
+            run_id,
+            BatchInput {
+                tags: vec![tag],
+                ..Default::default()
+            },
+        )
         .await
     }
 
@@ -560,6 +581,13 @@ impl Store {
                     write_params(conn, &run_id, &batch.params).await?;
                     write_metrics(conn, &run_id, &batch.metrics).await?;
                     write_tags(conn, &run_id, &batch.tags).await?;
+                    let mut by_model: HashMap<&str, Vec<ModelMetricInput>> = HashMap::new();
+                    for (model_id, m) in &batch.model_metrics {
+                        by_model.entry(model_id).or_default().push(m.clone());
+                    }
+                    for (model_id, metrics) in by_model {
+                        write_model_metrics(conn, model_id, &run_id, &metrics).await?;
+                    }
                     Ok(())
                 })
             })

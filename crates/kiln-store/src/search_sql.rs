@@ -2,8 +2,8 @@
 //! spliced into SQL text; only column names chosen from fixed lists are.
 
 use kiln_core::search::{CompOp, Value};
-use sqlx::AssertSqlSafe;
 use sqlx::Any;
+use sqlx::AssertSqlSafe;
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 
@@ -70,7 +70,11 @@ impl Sql {
                     return Ok(());
                 }
                 self.push(column);
-                self.push(if op == CompOp::In { " IN (" } else { " NOT IN (" });
+                self.push(if op == CompOp::In {
+                    " IN ("
+                } else {
+                    " NOT IN ("
+                });
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         self.push(", ");
@@ -183,16 +187,16 @@ mod tests {
     fn values_are_bound_never_spliced() {
         let mut sql = Sql::new(Backend::Postgres);
         sql.push("SELECT 1 WHERE ");
-        sql.compare("name", CompOp::Eq, &Value::String("'; DROP TABLE runs; --".into()))
-            .unwrap();
-        assert_eq!(sql.text(), "SELECT 1 WHERE name = $1");
-        let mut sql = Sql::new(Backend::Sqlite);
         sql.compare(
-            "k",
-            CompOp::In,
-            &Value::List(vec!["a".into(), "b".into()]),
+            "name",
+            CompOp::Eq,
+            &Value::String("'; DROP TABLE runs; --".into()),
         )
         .unwrap();
+        assert_eq!(sql.text(), "SELECT 1 WHERE name = $1");
+        let mut sql = Sql::new(Backend::Sqlite);
+        sql.compare("k", CompOp::In, &Value::List(vec!["a".into(), "b".into()]))
+            .unwrap();
         assert_eq!(sql.text(), "k IN ($1, $2)");
     }
 }

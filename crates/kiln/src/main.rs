@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "Kiln: from prototype to a monitored production model")]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln: from prototype to a monitored production model"
+)]
 struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. `info` or `kiln_server=debug`.
     #[arg(long, global = true, env = "KILN_LOG", default_value = "info")]

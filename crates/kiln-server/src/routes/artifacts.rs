@@ -20,12 +20,10 @@ use crate::extract::Msg;
 
 /// Routes under `/api/2.0/mlflow-artifacts`.
 pub fn proxy() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/artifacts", get(list))
-        .route(
-            "/artifacts/{*path}",
-            get(download).put(upload).delete(delete),
-        )
+    Router::new().route("/artifacts", get(list)).route(
+        "/artifacts/{*path}",
+        get(download).put(upload).delete(delete),
+    )
 }
 
 /// `GET /api/2.0/mlflow/artifacts/list?run_id&path`.
@@ -46,7 +44,11 @@ async fn upload(
 async fn download(State(s): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Response> {
     let (size, stream) = s.artifacts.get_stream(&path).await?;
     let body = Body::from_stream(stream.map_err(std::io::Error::other));
-    let name = path.rsplit('/').next().unwrap_or("artifact").replace('"', "");
+    let name = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact")
+        .replace('"', "");
     Ok((
         [
             (header::CONTENT_TYPE, content_type(&path).to_string()),
@@ -73,7 +75,10 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
-async fn delete(State(s): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Json<Value>> {
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(path): Path<String>,
+) -> ApiResult<Json<Value>> {
     s.artifacts.delete(&path).await?;
     Ok(Json(json!({})))
 }
@@ -85,7 +90,10 @@ struct ListQuery {
 
 /// Lists a directory with base names, as MLflow's proxy does; the client joins them to
 /// the directory it asked for.
-async fn list(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let dir = body.path.unwrap_or_default();
     if !dir.trim_matches('/').is_empty() {
         kiln_store::artifacts::artifact_path(&dir)?;
@@ -115,7 +123,10 @@ struct RunListQuery {
 }
 
 /// Lists a run's artifacts with paths relative to the run's artifact root.
-async fn list_run(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunListQuery>) -> ApiResult<Json<Value>> {
+async fn list_run(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<RunListQuery>,
+) -> ApiResult<Json<Value>> {
     let run_id = body
         .run_id
         .or(body.run_uuid)
@@ -127,7 +138,10 @@ async fn list_run(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunListQ
         // Artifacts the client wrote directly (e.g. to s3://) are not visible to the server.
         return Ok(Json(json!({ "root_uri": root_uri, "files": [] })));
     };
-    let root = root.trim_start_matches('/').trim_end_matches('/').to_string();
+    let root = root
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string();
     let sub = body.path.unwrap_or_default();
     let sub = sub.trim_matches('/');
     let dir = if sub.is_empty() {

@@ -36,7 +36,10 @@ struct Create {
     tags: Vec<KeyValue>,
 }
 
-async fn create(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Create>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Create>,
+) -> ApiResult<Json<Value>> {
     let name = required(&body.name, "name")?.to_string();
     let id = s
         .store
@@ -50,7 +53,10 @@ struct ById {
     experiment_id: Option<String>,
 }
 
-async fn get_one(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<ById>) -> ApiResult<Json<Value>> {
+async fn get_one(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<ById>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     let exp = s.store.get_experiment(id).await?;
     Ok(Json(json!({ "experiment": exp })))
@@ -61,7 +67,10 @@ struct ByName {
     experiment_name: Option<String>,
 }
 
-async fn get_by_name(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<ByName>) -> ApiResult<Json<Value>> {
+async fn get_by_name(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<ByName>,
+) -> ApiResult<Json<Value>> {
     let name = required(&body.experiment_name, "experiment_name")?;
     let exp = s.store.get_experiment_by_name(name).await?;
     Ok(Json(json!({ "experiment": exp })))
@@ -87,7 +96,10 @@ pub(crate) fn view_type(v: &Option<Value>) -> ApiResult<ViewType> {
     })
 }
 
-async fn search(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Search>) -> ApiResult<Json<Value>> {
+async fn search(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Search>,
+) -> ApiResult<Json<Value>> {
     let view = view_type(&body.view_type)?;
     let (exps, next) = s
         .store
@@ -112,20 +124,29 @@ struct Update {
     new_name: Option<String>,
 }
 
-async fn update(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Update>) -> ApiResult<Json<Value>> {
+async fn update(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Update>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     let name = required(&body.new_name, "new_name")?.to_string();
     s.store.rename_experiment(id, name).await?;
     Ok(Json(json!({})))
 }
 
-async fn delete(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<ById>) -> ApiResult<Json<Value>> {
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<ById>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     s.store.set_experiment_lifecycle(id, true).await?;
     Ok(Json(json!({})))
 }
 
-async fn restore(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<ById>) -> ApiResult<Json<Value>> {
+async fn restore(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<ById>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     s.store.set_experiment_lifecycle(id, false).await?;
     Ok(Json(json!({})))
@@ -139,14 +160,20 @@ struct Tag {
     value: String,
 }
 
-async fn set_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Tag>) -> ApiResult<Json<Value>> {
+async fn set_tag(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Tag>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     let key = required(&body.key, "key")?.to_string();
     s.store.set_experiment_tag(id, key, body.value).await?;
     Ok(Json(json!({})))
 }
 
-async fn delete_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Tag>) -> ApiResult<Json<Value>> {
+async fn delete_tag(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Tag>,
+) -> ApiResult<Json<Value>> {
     let id = required(&body.experiment_id, "experiment_id")?;
     let key = required(&body.key, "key")?.to_string();
     s.store.delete_experiment_tag(id, key).await?;

@@ -30,7 +30,10 @@ async fn health() -> impl IntoResponse {
 async fn version(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_string(),
+            ),
             (
                 header::HeaderName::from_static("x-kiln-version"),
                 s.kiln_version.clone(),

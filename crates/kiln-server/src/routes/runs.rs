@@ -5,11 +5,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kiln_core::entities::{
-    DatasetInput, KeyValue, ModelInput, ModelOutput, de_f64, de_opt_i64,
-};
+use kiln_core::entities::{DatasetInput, KeyValue, ModelInput, ModelOutput, de_f64, de_opt_i64};
 use kiln_store::validation::MAX_BATCH_REQUEST_BYTES;
-use kiln_store::{BatchInput, MetricInput, RunCreate, RunSearch, RunUpdate};
+use kiln_store::{BatchInput, MetricInput, ModelMetricInput, RunCreate, RunSearch, RunUpdate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -65,7 +63,10 @@ struct Create {
     tags: Vec<KeyValue>,
 }
 
-async fn create(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Create>) -> ApiResult<Json<Value>> {
+async fn create(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Create>,
+) -> ApiResult<Json<Value>> {
     let run = s
         .store
         .create_run(RunCreate {
@@ -79,7 +80,10 @@ async fn create(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Create>) -
     Ok(Json(json!({ "run": run })))
 }
 
-async fn get_one(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+async fn get_one(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<RunRef>,
+) -> ApiResult<Json<Value>> {
     let run = s.store.get_run(body.id()?).await?;
     Ok(Json(json!({ "run": run })))
 }
@@ -94,7 +98,10 @@ struct Update {
     run_name: Option<String>,
 }
 
-async fn update(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Update>) -> ApiResult<Json<Value>> {
+async fn update(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Update>,
+) -> ApiResult<Json<Value>> {
     let info = s
         .store
         .update_run(
@@ -109,12 +116,18 @@ async fn update(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Update>) -
     Ok(Json(json!({ "run_info": info })))
 }
 
-async fn delete(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<RunRef>,
+) -> ApiResult<Json<Value>> {
     s.store.set_run_lifecycle(body.id()?, true).await?;
     Ok(Json(json!({})))
 }
 
-async fn restore(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<RunRef>) -> ApiResult<Json<Value>> {
+async fn restore(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<RunRef>,
+) -> ApiResult<Json<Value>> {
     s.store.set_run_lifecycle(body.id()?, false).await?;
     Ok(Json(json!({})))
 }
@@ -132,7 +145,10 @@ struct Search {
     page_token: Option<String>,
 }
 
-async fn search(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<Search>) -> ApiResult<Json<Value>> {
+async fn search(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<Search>,
+) -> ApiResult<Json<Value>> {
     let (runs, next) = s
         .store
         .search_runs(RunSearch {
@@ -161,6 +177,10 @@ struct MetricMsg {
     timestamp: Option<i64>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     step: Option<i64>,
+    /// MLflow 3: the logged model this metric evaluates, and on which dataset.
+    model_id: Option<String>,
+    dataset_name: Option<String>,
+    dataset_digest: Option<String>,
 }
 
 fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -170,6 +190,28 @@ fn de_opt_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::
 }
 
 impl MetricMsg {
+    /// The point for the run, plus the same point for its logged model if it names one.
+    fn split(self, at: &str) -> ApiResult<(MetricInput, Option<(String, ModelMetricInput)>)> {
+        let model_id = self.model_id.clone().filter(|m| !m.is_empty());
+        let (dataset_name, dataset_digest) =
+            (self.dataset_name.clone(), self.dataset_digest.clone());
+        let m = self.into_input(at)?;
+        let model = model_id.map(|id| {
+            (
+                id,
+                ModelMetricInput {
+                    key: m.key.clone(),
+                    value: m.value,
+                    timestamp: m.timestamp,
+                    step: m.step,
+                    dataset_name,
+                    dataset_digest,
+                },
+            )
+        });
+        Ok((m, model))
+    }
+
     fn into_input(self, at: &str) -> ApiResult<MetricInput> {
         let key = self
             .key
@@ -196,9 +238,22 @@ struct LogMetric {
     metric: MetricMsg,
 }
 
-async fn log_metric(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogMetric>) -> ApiResult<Json<Value>> {
+async fn log_metric(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<LogMetric>,
+) -> ApiResult<Json<Value>> {
     let id = body.run.id()?.to_string();
-    s.store.log_metric(&id, body.metric.into_input("")?).await?;
+    let (metric, model) = body.metric.split("")?;
+    s.store
+        .log_batch(
+            &id,
+            BatchInput {
+                metrics: vec![metric],
+                model_metrics: model.into_iter().collect(),
+                ..Default::default()
+            },
+        )
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -210,21 +265,40 @@ struct KeyValueMsg {
     value: Option<String>,
 }
 
-async fn log_param(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+async fn log_param(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<KeyValueMsg>,
+) -> ApiResult<Json<Value>> {
     let key = required(&body.key, "key")?.to_string();
-    let value = body.value.clone().ok_or_else(|| ApiError::missing("value"))?;
-    s.store.log_param(body.run.id()?, KeyValue { key, value }).await?;
+    let value = body
+        .value
+        .clone()
+        .ok_or_else(|| ApiError::missing("value"))?;
+    s.store
+        .log_param(body.run.id()?, KeyValue { key, value })
+        .await?;
     Ok(Json(json!({})))
 }
 
-async fn set_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+async fn set_tag(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<KeyValueMsg>,
+) -> ApiResult<Json<Value>> {
     let key = required(&body.key, "key")?.to_string();
-    let value = body.value.clone().ok_or_else(|| ApiError::missing("value"))?;
-    s.store.set_tag(body.run.id()?, KeyValue { key, value }).await?;
+    let value = body
+        .value
+        .clone()
+        .ok_or_else(|| ApiError::missing("value"))?;
+    s.store
+        .set_tag(body.run.id()?, KeyValue { key, value })
+        .await?;
     Ok(Json(json!({})))
 }
 
-async fn delete_tag(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<KeyValueMsg>) -> ApiResult<Json<Value>> {
+async fn delete_tag(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<KeyValueMsg>,
+) -> ApiResult<Json<Value>> {
     let key = required(&body.key, "key")?.to_string();
     s.store.delete_tag(body.run.id()?, key).await?;
     Ok(Json(json!({})))
@@ -242,7 +316,10 @@ struct LogBatch {
     tags: Vec<KeyValue>,
 }
 
-async fn log_batch(State(s): State<Arc<AppState>>, Msg { body, len }: Msg<LogBatch>) -> ApiResult<Json<Value>> {
+async fn log_batch(
+    State(s): State<Arc<AppState>>,
+    Msg { body, len }: Msg<LogBatch>,
+) -> ApiResult<Json<Value>> {
     if len > MAX_BATCH_REQUEST_BYTES {
         return Err(ApiError::invalid(format!(
             "Batched logging API requests must be at most {MAX_BATCH_REQUEST_BYTES} bytes, got a \
@@ -250,12 +327,13 @@ async fn log_batch(State(s): State<Arc<AppState>>, Msg { body, len }: Msg<LogBat
         )));
     }
     let id = body.run.id()?.to_string();
-    let metrics = body
-        .metrics
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| m.into_input(&format!("metrics[{i}].")))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let mut metrics = Vec::with_capacity(body.metrics.len());
+    let mut model_metrics = Vec::new();
+    for (i, m) in body.metrics.into_iter().enumerate() {
+        let (metric, model) = m.split(&format!("metrics[{i}]."))?;
+        metrics.push(metric);
+        model_metrics.extend(model);
+    }
     s.store
         .log_batch(
             &id,
@@ -263,6 +341,7 @@ async fn log_batch(State(s): State<Arc<AppState>>, Msg { body, len }: Msg<LogBat
                 metrics,
                 params: body.params,
                 tags: body.tags,
+                model_metrics,
             },
         )
         .await?;
@@ -279,7 +358,10 @@ struct LogInputs {
     models: Vec<ModelInput>,
 }
 
-async fn log_inputs(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogInputs>) -> ApiResult<Json<Value>> {
+async fn log_inputs(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<LogInputs>,
+) -> ApiResult<Json<Value>> {
     s.store
         .log_inputs(body.run.id()?, body.datasets, body.models)
         .await?;
@@ -294,7 +376,10 @@ struct LogOutputs {
     models: Vec<ModelOutput>,
 }
 
-async fn log_outputs(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<LogOutputs>) -> ApiResult<Json<Value>> {
+async fn log_outputs(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<LogOutputs>,
+) -> ApiResult<Json<Value>> {
     s.store.log_outputs(body.run.id()?, body.models).await?;
     Ok(Json(json!({})))
 }
@@ -309,11 +394,19 @@ struct History {
     page_token: Option<String>,
 }
 
-async fn history(State(s): State<Arc<AppState>>, Msg { body, .. }: Msg<History>) -> ApiResult<Json<Value>> {
+async fn history(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<History>,
+) -> ApiResult<Json<Value>> {
     let key = required(&body.metric_key, "metric_key")?;
     let (metrics, next) = s
         .store
-        .get_metric_history(body.run.id()?, key, body.max_results, body.page_token.as_deref())
+        .get_metric_history(
+            body.run.id()?,
+            key,
+            body.max_results,
+            body.page_token.as_deref(),
+        )
         .await?;
     let mut out = json!({ "metrics": metrics });
     if let Some(token) = next {

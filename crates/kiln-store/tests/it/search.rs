@@ -10,7 +10,10 @@ struct Seeded {
 }
 
 async fn seed(store: &Store, name: &str) -> Seeded {
-    let exp = store.create_experiment(name.into(), None, vec![]).await.unwrap();
+    let exp = store
+        .create_experiment(name.into(), None, vec![])
+        .await
+        .unwrap();
     let mut runs = Vec::new();
     for i in 0..25i64 {
         let run = store
@@ -62,6 +65,7 @@ async fn seed(store: &Store, name: &str) -> Seeded {
                         key: "team".into(),
                         value: team.clone(),
                     }],
+                    ..Default::default()
                 },
             )
             .await
@@ -95,7 +99,11 @@ async fn search_all(store: &Store, exp: &str, filter: &str, order: &[&str], page
 }
 
 fn acc_of(r: &Run) -> Option<f64> {
-    r.data.metrics.iter().find(|m| m.key == "acc").map(|m| m.value)
+    r.data
+        .metrics
+        .iter()
+        .find(|m| m.key == "acc")
+        .map(|m| m.value)
 }
 
 #[tokio::test]
@@ -103,20 +111,39 @@ async fn filters_ordering_and_pages_match_a_reference() {
     for (db, store) in stores().await {
         let s = seed(&store, "search-ref").await;
         // metrics filter + order DESC, paged by 4.
-        let got = search_all(&store, &s.exp, "metrics.acc > 0.3", &["metrics.acc DESC"], 4).await;
+        let got = search_all(
+            &store,
+            &s.exp,
+            "metrics.acc > 0.3",
+            &["metrics.acc DESC"],
+            4,
+        )
+        .await;
         let mut want: Vec<(String, f64)> = s
             .runs
             .iter()
-            .filter_map(|(id, acc, _, _)| acc.filter(|a| !a.is_nan() && *a > 0.3).map(|a| (id.clone(), a)))
+            .filter_map(|(id, acc, _, _)| {
+                acc.filter(|a| !a.is_nan() && *a > 0.3)
+                    .map(|a| (id.clone(), a))
+            })
             .collect();
-        want.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap().then(std::cmp::Ordering::Equal));
+        want.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap()
+                .then(std::cmp::Ordering::Equal)
+        });
         let got_acc: Vec<f64> = got.iter().map(|r| acc_of(r).unwrap()).collect();
         let want_acc: Vec<f64> = want.iter().map(|w| w.1).collect();
         assert_eq!(got_acc, want_acc, "{}", db.kind);
         let mut ids: Vec<&str> = got.iter().map(|r| r.info.run_id.as_str()).collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), want.len(), "{}: pages repeat or drop runs", db.kind);
+        assert_eq!(
+            ids.len(),
+            want.len(),
+            "{}: pages repeat or drop runs",
+            db.kind
+        );
 
         // params + tags + IN + LIKE.
         let got = search_all(
@@ -132,7 +159,9 @@ async fn filters_ordering_and_pages_match_a_reference() {
             .iter()
             .enumerate()
             .filter(|(i, (_, _, lr, team))| {
-                (lr == "0.1" || lr == "0.001") && team == "a" && format!("r{i:02}").starts_with("r1")
+                (lr == "0.1" || lr == "0.001")
+                    && team == "a"
+                    && format!("r{i:02}").starts_with("r1")
             })
             .map(|(_, r)| r.0.clone())
             .collect();
@@ -149,12 +178,37 @@ async fn filters_ordering_and_pages_match_a_reference() {
         let got = search_all(&store, &s.exp, "", &["metrics.acc ASC"], 7).await;
         assert_eq!(got.len(), 25);
         let accs: Vec<Option<f64>> = got.iter().map(acc_of).collect();
-        let first_gap = accs.iter().position(|a| a.is_none_or(|v| v.is_nan())).unwrap();
-        assert!(accs[..first_gap].windows(2).all(|w| w[0] <= w[1]), "{}: {accs:?}", db.kind);
-        assert!(accs[first_gap..].iter().all(|a| a.is_none_or(|v| v.is_nan())));
-        let nan_pos: Vec<usize> = accs.iter().enumerate().filter(|(_, a)| a.is_some_and(|v| v.is_nan())).map(|(i, _)| i).collect();
-        let none_pos: Vec<usize> = accs.iter().enumerate().filter(|(_, a)| a.is_none()).map(|(i, _)| i).collect();
-        assert!(nan_pos.iter().max() < none_pos.iter().min(), "{}: NaN before missing", db.kind);
+        let first_gap = accs
+            .iter()
+            .position(|a| a.is_none_or(|v| v.is_nan()))
+            .unwrap();
+        assert!(
+            accs[..first_gap].windows(2).all(|w| w[0] <= w[1]),
+            "{}: {accs:?}",
+            db.kind
+        );
+        assert!(
+            accs[first_gap..]
+                .iter()
+                .all(|a| a.is_none_or(|v| v.is_nan()))
+        );
+        let nan_pos: Vec<usize> = accs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_some_and(|v| v.is_nan()))
+            .map(|(i, _)| i)
+            .collect();
+        let none_pos: Vec<usize> = accs
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        assert!(
+            nan_pos.iter().max() < none_pos.iter().min(),
+            "{}: NaN before missing",
+            db.kind
+        );
         let got = search_all(&store, &s.exp, "", &[], 10).await;
         let starts: Vec<i64> = got.iter().map(|r| r.info.start_time.unwrap()).collect();
         assert!(starts.windows(2).all(|w| w[0] > w[1]));
@@ -164,8 +218,18 @@ async fn filters_ordering_and_pages_match_a_reference() {
         assert_eq!(got.len(), 5, "{}", db.kind);
 
         // LIKE is case-sensitive, ILIKE is not.
-        assert_eq!(search_all(&store, &s.exp, "run_name LIKE 'R0%'", &[], 100).await.len(), 0);
-        assert_eq!(search_all(&store, &s.exp, "run_name ILIKE 'R0%'", &[], 100).await.len(), 10);
+        assert_eq!(
+            search_all(&store, &s.exp, "run_name LIKE 'R0%'", &[], 100)
+                .await
+                .len(),
+            0
+        );
+        assert_eq!(
+            search_all(&store, &s.exp, "run_name ILIKE 'R0%'", &[], 100)
+                .await
+                .len(),
+            10
+        );
 
         // Deleted runs only show with the right view.
         let victim = s.runs[1].0.clone();

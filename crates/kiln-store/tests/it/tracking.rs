@@ -57,17 +57,30 @@ async fn experiments_lifecycle() {
             Err(StoreError::Invalid(_))
         ));
         store.rename_experiment(&id, "exp-b".into()).await.unwrap();
-        assert_eq!(store.get_experiment_by_name("exp-b").await.unwrap().experiment_id, id);
+        assert_eq!(
+            store
+                .get_experiment_by_name("exp-b")
+                .await
+                .unwrap()
+                .experiment_id,
+            id
+        );
         let run = new_run(&store, &id).await;
         store.set_experiment_lifecycle(&id, true).await.unwrap();
-        assert_eq!(store.get_run(&run).await.unwrap().info.lifecycle_stage, "deleted");
+        assert_eq!(
+            store.get_run(&run).await.unwrap().info.lifecycle_stage,
+            "deleted"
+        );
         let (deleted, _) = store
             .search_experiments(ViewType::DeletedOnly, None, &[], None, None)
             .await
             .unwrap();
         assert_eq!(deleted.len(), 1);
         store.set_experiment_lifecycle(&id, false).await.unwrap();
-        assert_eq!(store.get_run(&run).await.unwrap().info.lifecycle_stage, "active");
+        assert_eq!(
+            store.get_run(&run).await.unwrap().info.lifecycle_stage,
+            "active"
+        );
         assert!(store.set_experiment_lifecycle("0", true).await.is_err());
         store
             .set_experiment_tag(&id, "k".into(), "v".into())
@@ -135,6 +148,7 @@ async fn params_are_write_once_and_batches_are_atomic() {
                     metrics: vec![metric("m", 1.0, 0, 1)],
                     params: vec![kv("lr", "0.3")],
                     tags: vec![kv("t", "x")],
+                    ..Default::default()
                 },
             )
             .await
@@ -152,17 +166,32 @@ async fn batch_limits_name_the_field() {
         let run = new_run(&store, "0").await;
         let metrics = (0..1001).map(|i| metric("m", 1.0, i, 1)).collect();
         let err = store
-            .log_batch(&run, BatchInput { metrics, ..Default::default() })
+            .log_batch(
+                &run,
+                BatchInput {
+                    metrics,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("1000 metrics"), "{err}");
         let params = (0..101).map(|i| kv(&format!("p{i}"), "v")).collect();
         let err = store
-            .log_batch(&run, BatchInput { params, ..Default::default() })
+            .log_batch(
+                &run,
+                BatchInput {
+                    params,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap_err();
         assert!(err.to_string().contains("100 params"), "{err}");
-        let err = store.log_param(&run, kv(&"k".repeat(251), "v")).await.unwrap_err();
+        let err = store
+            .log_param(&run, kv(&"k".repeat(251), "v"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("250"), "{err}");
         let err = store
             .log_param(&run, kv("p", &"v".repeat(6001)))
@@ -203,7 +232,10 @@ async fn metrics_keep_non_finite_values_history_and_latest() {
         assert_eq!(hist[2].value, f64::NEG_INFINITY);
         assert_eq!(hist[3].value, 0.25);
         // Latest is the greatest step, even if logged out of order.
-        store.log_metric(&run, metric("loss", 9.0, 1, 99)).await.unwrap();
+        store
+            .log_metric(&run, metric("loss", 9.0, 1, 99))
+            .await
+            .unwrap();
         let r = store.get_run(&run).await.unwrap();
         let latest = r.data.metrics.iter().find(|m| m.key == "loss").unwrap();
         assert_eq!((latest.step, latest.value), (3, 0.25), "{}", db.kind);
@@ -219,7 +251,13 @@ async fn metric_history_pages() {
                 .map(|i| metric("m", i as f64, chunk * 1000 + i, 1))
                 .collect();
             store
-                .log_batch(&run, BatchInput { metrics, ..Default::default() })
+                .log_batch(
+                    &run,
+                    BatchInput {
+                        metrics,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
         }
@@ -273,14 +311,25 @@ async fn runs_update_delete_restore_and_tags() {
             )
             .await
             .unwrap();
-        assert_eq!((info.status.as_str(), info.end_time), ("FINISHED", Some(10)));
+        assert_eq!(
+            (info.status.as_str(), info.end_time),
+            ("FINISHED", Some(10))
+        );
         let run = store.get_run(&id).await.unwrap();
         assert_eq!(run.info.run_name, "renamed", "{}", db.kind);
         assert!(run.data.tags.contains(&kv("mlflow.runName", "renamed")));
-        assert!(store
-            .update_run(&id, RunUpdate { status: Some("DONE".into()), ..Default::default() })
-            .await
-            .is_err());
+        assert!(
+            store
+                .update_run(
+                    &id,
+                    RunUpdate {
+                        status: Some("DONE".into()),
+                        ..Default::default()
+                    }
+                )
+                .await
+                .is_err()
+        );
         store.delete_tag(&id, "team".into()).await.unwrap();
         assert!(matches!(
             store.delete_tag(&id, "team".into()).await,
@@ -304,7 +353,10 @@ async fn the_store_survives_reopening() {
     let run = {
         let store = kiln_store::Store::open(&db.url).await.unwrap();
         let run = new_run(&store, "0").await;
-        store.log_metric(&run, metric("m", 1.5, 0, 1)).await.unwrap();
+        store
+            .log_metric(&run, metric("m", 1.5, 0, 1))
+            .await
+            .unwrap();
         store.close().await;
         run
     };

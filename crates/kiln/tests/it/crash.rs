@@ -33,8 +33,10 @@ async fn crash_while_logging(db: &TestDb) {
             for step in 0..i64::MAX {
                 let res = http
                     .post(format!("{api}/runs/log-metric"))
-                    .json(&json!({"run_id": run_id, "key": format!("w{w}"), "value": step as f64,
-                                  "timestamp": 1, "step": step}))
+                    .json(
+                        &json!({"run_id": run_id, "key": format!("w{w}"), "value": step as f64,
+                                  "timestamp": 1, "step": step}),
+                    )
                     .send()
                     .await;
                 match res {
@@ -51,14 +53,22 @@ async fn crash_while_logging(db: &TestDb) {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "{}: too few writes before the crash: {}", db.kind, acked.len());
+    assert!(
+        acked.len() > 50,
+        "{}: too few writes before the crash: {}",
+        db.kind,
+        acked.len()
+    );
 
     let server = ServerProcess::start(&kiln_bin(), dir.path(), &store_args);
     let api = format!("{}/api/2.0/mlflow", server.url);
     for w in 0..4 {
         let hist: Value = http
             .get(format!("{api}/metrics/get-history"))
-            .query(&[("run_id", run_id.as_str()), ("metric_key", &format!("w{w}"))])
+            .query(&[
+                ("run_id", run_id.as_str()),
+                ("metric_key", &format!("w{w}")),
+            ])
             .send()
             .await
             .unwrap()

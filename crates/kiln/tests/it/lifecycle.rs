@@ -9,18 +9,28 @@ async fn starts_fast_serves_health_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let mut server = ServerProcess::start(&kiln_bin(), dir.path(), &[]);
-    let health = reqwest::get(format!("{}/health", server.url)).await.unwrap();
+    let health = reqwest::get(format!("{}/health", server.url))
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.unwrap(), "OK");
     // Generous bound for a debug build on a loaded CI machine; the benchmark measures the
     // release figure.
-    assert!(elapsed < Duration::from_secs(5), "start-up took {elapsed:?}");
-    let version = reqwest::get(format!("{}/version", server.url)).await.unwrap();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "start-up took {elapsed:?}"
+    );
+    let version = reqwest::get(format!("{}/version", server.url))
+        .await
+        .unwrap();
     assert_eq!(version.status(), 200);
     let v = version.text().await.unwrap();
     assert_eq!(v.split('.').count(), 3, "{v}");
-    assert!(dir.path().join("kiln.db").exists(), "SQLite store lives in the data dir");
+    assert!(
+        dir.path().join("kiln.db").exists(),
+        "SQLite store lives in the data dir"
+    );
 
     let pid = server.child.id().to_string();
     let status = std::process::Command::new("kill")
@@ -39,7 +49,14 @@ async fn starts_fast_serves_health_and_stops_cleanly_on_sigterm() {
 fn a_bad_store_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(kiln_bin())
-        .args(["server", "--port", "0", "--store", "mysql://x/y", "--data-dir"])
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--store",
+            "mysql://x/y",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
