@@ -292,7 +292,7 @@ impl Store {
                     model_row(conn, &req.name).await?;
                     let (storage, run_id, model_id) = resolve_source(conn, &req).await?;
                     let version: i64 = sqlx::query_scalar(
-                        "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1 AND current_stage <> 'Deleted_Internal'",
+                        "SELECT COALESCE(MAX(version), 0) + 1 FROM model_versions WHERE name = $1",
                     )
                     .bind(&req.name)
                     .fetch_one(&mut *conn)
