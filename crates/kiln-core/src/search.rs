@@ -67,6 +67,10 @@ pub enum CompOp {
     ILike,
     In,
     NotIn,
+    /// `IS NULL`: the run has no such param or tag. Takes [`Value::Null`].
+    IsNull,
+    /// `IS NOT NULL`: the run has the param or tag, whatever its value.
+    IsNotNull,
 }
 
 impl CompOp {
@@ -83,6 +87,8 @@ impl CompOp {
             CompOp::ILike => "ILIKE",
             CompOp::In => "IN",
             CompOp::NotIn => "NOT IN",
+            CompOp::IsNull => "IS NULL",
+            CompOp::IsNotNull => "IS NOT NULL",
         }
     }
 }
@@ -99,6 +105,8 @@ pub enum Value {
     Number(f64),
     String(String),
     List(Vec<String>),
+    /// The operand of `IS NULL` / `IS NOT NULL`.
+    Null,
 }
 
 /// One `<identifier> <comparator> <value>` term of a filter. Attribute keys are normalised
@@ -199,6 +207,17 @@ const STRING_OPS: &[CompOp] = &[
     CompOp::In,
     CompOp::NotIn,
 ];
+/// Params and tags of runs also answer `IS NULL` / `IS NOT NULL` (MLflow 3).
+const PRESENCE_STRING_OPS: &[CompOp] = &[
+    CompOp::Eq,
+    CompOp::Ne,
+    CompOp::Like,
+    CompOp::ILike,
+    CompOp::In,
+    CompOp::NotIn,
+    CompOp::IsNull,
+    CompOp::IsNotNull,
+];
 const PATTERN_OPS: &[CompOp] = &[CompOp::Eq, CompOp::Ne, CompOp::Like, CompOp::ILike];
 const MEMBERSHIP_OPS: &[CompOp] = &[CompOp::Eq, CompOp::Ne, CompOp::In, CompOp::NotIn];
 
@@ -240,8 +259,8 @@ const RUN_FILTER: FilterContext = FilterContext {
     subject: "run",
     free: &[
         (EntityType::Metric, Kind::Number, NUMERIC_OPS),
-        (EntityType::Param, Kind::Text, STRING_OPS),
-        (EntityType::Tag, Kind::Text, STRING_OPS),
+        (EntityType::Param, Kind::Text, PRESENCE_STRING_OPS),
+        (EntityType::Tag, Kind::Text, PRESENCE_STRING_OPS),
     ],
     attributes: &[
         field("run_id", Kind::Text, STRING_OPS),
@@ -613,6 +632,31 @@ impl<'a> Parser<'a> {
             "LIKE" => CompOp::Like,
             "ILIKE" => CompOp::ILike,
             "IN" => CompOp::In,
+            "IS" => {
+                self.skip_ws();
+                let mut next = self.word();
+                let negated = next.eq_ignore_ascii_case("NOT");
+                if negated {
+                    self.skip_ws();
+                    next = self.word();
+                }
+                if !next.eq_ignore_ascii_case("NULL") {
+                    return err(format!(
+                        "Expected 'NULL' after 'IS{}' in the comparison on {ident} but found '{}'",
+                        if negated { " NOT" } else { "" },
+                        if next.is_empty() {
+                            self.snippet()
+                        } else {
+                            next
+                        }
+                    ));
+                }
+                if negated {
+                    CompOp::IsNotNull
+                } else {
+                    CompOp::IsNull
+                }
+            }
             "NOT" => {
                 self.skip_ws();
                 let next = self.word();
@@ -758,7 +802,9 @@ impl<'a> Parser<'a> {
                 op_list(ops)
             ));
         }
-        let value = if matches!(op, CompOp::In | CompOp::NotIn) {
+        let value = if matches!(op, CompOp::IsNull | CompOp::IsNotNull) {
+            Value::Null
+        } else if matches!(op, CompOp::In | CompOp::NotIn) {
             Value::List(self.string_list(&shown, op)?)
         } else {
             match (kind, self.raw_value()?) {

@@ -77,6 +77,10 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
+/// Fields that are lists in MLflow's messages; a repeated key of any other field keeps its
+/// first value, as MLflow's Flask handlers do.
+const LIST_FIELDS: &[&str] = &["experiment_ids", "order_by", "run_ids", "stages"];
+
 fn query_to_json(query: &str) -> Value {
     let mut map = Map::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -86,10 +90,11 @@ fn query_to_json(query: &str) -> Value {
                 map.insert(k.into_owned(), v);
             }
             Some(Value::Array(items)) => items.push(v),
-            Some(existing) => {
+            Some(existing) if LIST_FIELDS.contains(&k.as_ref()) => {
                 let first = existing.take();
                 *existing = Value::Array(vec![first, v]);
             }
+            Some(_) => {}
         }
     }
     Value::Object(map)
@@ -175,7 +180,11 @@ mod tests {
     #[test]
     fn query_strings_become_messages() {
         let q: Q = decode(query_to_json("ids=1&ids=2&max_results=5")).unwrap();
-        assert_eq!(q.ids, vec!["1", "2"]);
+        // `ids` is not a list field of MLflow's: the first value wins.
+        assert_eq!(q.ids, vec!["1"]);
+        let v = query_to_json("experiment_ids=1&experiment_ids=2&run_id=a&run_id=b");
+        assert_eq!(v["experiment_ids"], serde_json::json!(["1", "2"]));
+        assert_eq!(v["run_id"], "a");
         assert_eq!(q.max_results, Some(5));
         let q: Q = decode(query_to_json("ids=7")).unwrap();
         assert_eq!(q.ids, vec!["7"]);

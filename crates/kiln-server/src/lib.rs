@@ -18,6 +18,10 @@ use tokio::net::TcpListener;
 /// The MLflow version whose client protocol Kiln speaks, reported by `/version`.
 pub const MLFLOW_COMPAT_VERSION: &str = "3.17.2";
 
+/// Requests handled at once; each may hold a JSON body of up to 16 MiB or an upload's
+/// part buffers.
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+
 /// Shared state of every handler.
 pub struct AppState {
     pub store: Store,
@@ -41,6 +45,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(routes::misc::routes())
         .fallback(routes::misc::not_found)
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))
+        // Bounds memory under overload: requests beyond this wait for a slot.
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

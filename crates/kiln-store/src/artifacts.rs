@@ -26,8 +26,8 @@ pub struct FileInfo {
 
 /// Part size for multipart uploads; also the most an upload buffers per part in flight.
 const CHUNK: usize = 8 * 1024 * 1024;
-/// Parts uploaded concurrently; bounds memory to about CHUNK × this.
-const MAX_PARTS_IN_FLIGHT: usize = 4;
+/// Parts uploaded concurrently; bounds an upload's memory to about CHUNK × (this + 1).
+const MAX_PARTS_IN_FLIGHT: usize = 2;
 
 #[derive(Clone)]
 pub struct ArtifactStore {
@@ -72,7 +72,9 @@ impl ArtifactStore {
                 .map_err(|e| {
                     StoreError::Config(format!("cannot open artifact directory {dir}: {e}"))
                 })?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(true)
+                // An acknowledged upload must survive a crash like an acknowledged write.
+                .with_fsync(true);
             Arc::new(fs)
         };
         Ok(ArtifactStore {
@@ -102,6 +104,7 @@ impl ArtifactStore {
                 Ok(bytes) => {
                     written += bytes.len() as u64;
                     if let Err(e) = writer.wait_for_capacity(MAX_PARTS_IN_FLIGHT).await {
+                        let _ = writer.abort().await;
                         return Err(e.into());
                     }
                     writer.put(bytes);
@@ -152,7 +155,7 @@ impl ArtifactStore {
         for m in listing.objects {
             // The local store keeps in-progress multipart uploads beside their target as
             // `name#N`; they are not artifacts.
-            if m.location.filename().is_some_and(|f| f.contains('#')) {
+            if m.location.filename().is_some_and(is_staging_file) {
                 continue;
             }
             out.push(FileInfo {
@@ -203,6 +206,12 @@ impl ArtifactStore {
     }
 }
 
+/// `name#123`: an in-progress upload of the local store, not an artifact.
+fn is_staging_file(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Checks an artifact path supplied by a client: relative, no `..`, no empty parts.
 pub fn artifact_path(path: &str) -> Result<Path> {
     let trimmed = path.trim_matches('/');
@@ -233,6 +242,9 @@ mod tests {
         assert!(artifact_path("a/../../b").is_err());
         assert!(artifact_path("").is_err());
         assert!(artifact_path("a//b").is_err());
+        assert!(is_staging_file("model.bin#3"));
+        assert!(!is_staging_file("a#b.txt"));
+        assert!(!is_staging_file("plain"));
     }
 
     #[tokio::test]

@@ -10,12 +10,14 @@
 
 use std::any::Any as StdAny;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::FutureExt;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection};
 use tokio::sync::{mpsc, oneshot};
@@ -93,6 +95,12 @@ impl Db {
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
+                    if backend == Backend::Postgres {
+                        // A stuck statement must not hold the single writer forever.
+                        sqlx::raw_sql("SET statement_timeout = '60s'; SET lock_timeout = '30s'")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     if backend == Backend::Sqlite {
                         // WAL lets readers proceed while the writer commits. synchronous=FULL
                         // fsyncs the WAL on every commit, so an acknowledged write survives
@@ -114,7 +122,13 @@ impl Db {
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let writer_conn = pool.acquire().await?.detach();
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(writer_loop(pool.clone(), writer_conn, rx, stats.clone()));
+        tokio::spawn(writer_loop(
+            pool.clone(),
+            backend,
+            writer_conn,
+            rx,
+            stats.clone(),
+        ));
         Ok(Db {
             pool,
             backend,
@@ -141,6 +155,20 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// `column` as an ORDER BY term that sorts text by bytes on both backends (PostgreSQL
+    /// would otherwise use the locale's collation and page differently from SQLite).
+    pub(crate) fn text_order(&self, column: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => column.to_string(),
+            Backend::Postgres => format!("{column} COLLATE \"C\""),
+        }
+    }
+
+    /// Whether the writer task is alive (false after it stopped for good).
+    pub fn writer_alive(&self) -> bool {
+        !self.writer.is_closed()
     }
 
     /// (commits, writes) so far: with concurrent writers, commits < writes.
@@ -217,6 +245,7 @@ async fn migrate(pool: &AnyPool) -> Result<()> {
 
 async fn writer_loop(
     pool: AnyPool,
+    backend: Backend,
     mut conn: AnyConnection,
     mut rx: mpsc::Receiver<Job>,
     stats: Arc<WriterStats>,
@@ -231,7 +260,7 @@ async fn writer_loop(
             }
         }
         let n = jobs.len() as u64;
-        match run_group(&mut conn, jobs).await {
+        match run_group(&mut conn, backend, jobs).await {
             Ok(()) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.writes.fetch_add(n, Ordering::Relaxed);
@@ -257,16 +286,32 @@ async fn writer_loop(
 }
 
 /// Applies one group of writes in one transaction and answers every caller after commit.
-async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> Result<()> {
+async fn run_group(conn: &mut AnyConnection, backend: Backend, jobs: Vec<Job>) -> Result<()> {
     let mut results: Vec<(oneshot::Sender<Result<Erased>>, Result<Erased>)> =
         Vec::with_capacity(jobs.len());
     let outcome: Result<()> = async {
-        sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
+        // IMMEDIATE takes SQLite's write lock up front, so another process writing the same
+        // file makes us wait (busy_timeout) instead of failing at the first write.
+        let begin = match backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        sqlx::raw_sql(begin).execute(&mut *conn).await?;
         for job in jobs {
             sqlx::raw_sql("SAVEPOINT kiln_op")
                 .execute(&mut *conn)
                 .await?;
-            let r = (job.op)(&mut *conn).await;
+            // A panic inside one write (a driver bug, say) must not kill the writer task:
+            // it fails this group, the connection is replaced, and the writer goes on.
+            let r = match AssertUnwindSafe((job.op)(&mut *conn)).catch_unwind().await {
+                Ok(r) => r,
+                Err(_) => {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(
+                        "a write failed unexpectedly; nothing of it was written".into(),
+                    )));
+                    return Err(StoreError::Unavailable("a write panicked".into()));
+                }
+            };
             if r.is_ok() {
                 sqlx::raw_sql("RELEASE SAVEPOINT kiln_op")
                     .execute(&mut *conn)
@@ -294,7 +339,7 @@ async fn run_group(conn: &mut AnyConnection, jobs: Vec<Job>) -> Result<()> {
             let msg = e.to_string();
             for (reply, _) in results {
                 let _ = reply.send(Err(StoreError::Unavailable(format!(
-                    "the transaction failed and nothing was written: {msg}"
+                    "the transaction failed; the write may not have been applied: {msg}"
                 ))));
             }
             Err(e)

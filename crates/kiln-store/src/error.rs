@@ -21,7 +21,7 @@ pub enum StoreError {
     #[error("the metadata store is unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("artifact store error: {0}")]
     Artifacts(#[from] object_store::Error),
     #[error("invalid store configuration: {0}")]
@@ -42,5 +42,28 @@ impl StoreError {
 impl From<kiln_core::search::SearchError> for StoreError {
     fn from(e: kiln_core::search::SearchError) -> Self {
         StoreError::Invalid(e.message)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Errors the database raises because of the request's content become client errors:
+    /// a unique violation is a lost creation race (RESOURCE_ALREADY_EXISTS, which the
+    /// client treats as such), a data exception (SQLSTATE class 22, e.g. a NUL character
+    /// PostgreSQL refuses in text) is an invalid value. Everything else is internal.
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::AlreadyExists(
+                    "A resource with this name or key already exists.".into(),
+                );
+            }
+            if db.code().is_some_and(|c| c.starts_with("22")) {
+                return StoreError::Invalid(format!(
+                    "A value in the request cannot be stored: {}",
+                    db.message()
+                ));
+            }
+        }
+        StoreError::Database(e)
     }
 }

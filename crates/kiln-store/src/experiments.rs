@@ -264,10 +264,10 @@ impl Store {
         for clause in order_by.iter().filter(|o| !o.trim().is_empty()) {
             let ob = search::parse_experiment_order_by(clause)?;
             let column = match ob.key.as_str() {
-                "name" => "e.name",
-                "experiment_id" => "e.experiment_id",
-                "creation_time" => "e.creation_time",
-                "last_update_time" => "e.last_update_time",
+                "name" => self.db.text_order("e.name"),
+                "experiment_id" => "e.experiment_id".to_string(),
+                "creation_time" => "e.creation_time".to_string(),
+                "last_update_time" => "e.last_update_time".to_string(),
                 other => {
                     return Err(StoreError::invalid(format!(
                         "Invalid order_by key '{other}' for experiments"
@@ -363,11 +363,11 @@ impl Store {
                     } else {
                         ("deleted", "active")
                     };
+                    // MLflow looks the experiment up in the stage it expects and reports
+                    // any other as not existing.
                     if exp.lifecycle_stage != from {
-                        return Err(StoreError::invalid(format!(
-                            "Cannot {} experiment {id}: it is {}, expected {from}.",
-                            if deleted { "delete" } else { "restore" },
-                            exp.lifecycle_stage
+                        return Err(StoreError::not_found(format!(
+                            "No Experiment with id={id} exists"
                         )));
                     }
                     let now = now_ms();

@@ -8,6 +8,7 @@ pub mod artifacts;
 pub mod db;
 pub mod error;
 mod experiments;
+mod history;
 mod logged_models;
 mod page;
 mod registry;

@@ -221,6 +221,15 @@ async fn resolve_source(
     let mut storage = req.source.clone();
     match parse_source(&req.source) {
         Source::Run { run_id: rid, path } => {
+            if let Some(given) = &run_id
+                && *given != rid
+            {
+                return Err(StoreError::invalid(format!(
+                    "Invalid model version source: '{}'. The run_id request parameter must \
+                     identify the resource that contains the source.",
+                    req.source
+                )));
+            }
             let info = load_info(conn, &rid).await?;
             storage = join_uri(&info.artifact_uri, &path);
             run_id = Some(rid);

@@ -71,12 +71,20 @@ fn push_comparison(sql: &mut Sql, c: &Comparison) -> Result<()> {
             } else {
                 "tags"
             };
+            let presence = match c.op {
+                CompOp::IsNull => Some("NOT EXISTS"),
+                CompOp::IsNotNull => Some("EXISTS"),
+                _ => None,
+            };
             sql.push(&format!(
-                "EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = "
+                "{} (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = ",
+                presence.unwrap_or("EXISTS")
             ));
             sql.bind_str(&c.key);
-            sql.push(" AND ");
-            sql.compare("p.value", c.op, &c.value)?;
+            if presence.is_none() {
+                sql.push(" AND ");
+                sql.compare("p.value", c.op, &c.value)?;
+            }
             sql.push(")");
         }
         EntityType::Attribute => {

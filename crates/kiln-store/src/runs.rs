@@ -156,7 +156,10 @@ async fn write_metrics(
             }
         }
     }
-    let latest: Vec<&MetricInput> = latest.into_values().collect();
+    // Sorted, so that concurrent writers lock rows in the same order (no deadlocks when
+    // several servers share one PostgreSQL).
+    let mut latest: Vec<&MetricInput> = latest.into_values().collect();
+    latest.sort_by(|a, b| a.key.cmp(&b.key));
     for chunk in latest.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from(
             "INSERT INTO latest_metrics (run_id, key, step, timestamp, value, is_nan) VALUES ",
@@ -226,17 +229,11 @@ async fn write_params(conn: &mut AnyConnection, run_id: &str, params: &[KeyValue
     if params.is_empty() {
         return Ok(());
     }
-    let mut wanted: HashMap<&str, &str> = HashMap::new();
-    for p in params {
-        if let Some(prev) = wanted.insert(&p.key, &p.value)
-            && prev != p.value
-        {
-            return Err(StoreError::invalid(format!(
-                "Duplicate parameter keys have been submitted: key '{}' with values '{prev}' and '{}'",
-                p.key, p.value
-            )));
-        }
-    }
+    // Keys are unique here: `log_batch` refuses duplicates before writing.
+    let wanted: HashMap<&str, &str> = params
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str()))
+        .collect();
     let mut sql = String::from("SELECT key, value FROM params WHERE run_id = $1 AND key IN (");
     for i in 0..wanted.len() {
         if i > 0 {
@@ -271,11 +268,12 @@ async fn write_params(conn: &mut AnyConnection, run_id: &str, params: &[KeyValue
             conflicts.join(", ")
         )));
     }
-    let fresh: Vec<(&str, &str)> = wanted
+    let mut fresh: Vec<(&str, &str)> = wanted
         .iter()
         .filter(|(k, _)| !present.contains(**k))
         .map(|(k, v)| (*k, *v))
         .collect();
+    fresh.sort();
     for chunk in fresh.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from("INSERT INTO params (run_id, key, value) VALUES ");
         push_value_tuples(&mut sql, chunk.len(), 3);
@@ -295,7 +293,8 @@ async fn write_tags(conn: &mut AnyConnection, run_id: &str, tags: &[KeyValue]) -
     for t in tags {
         last.insert(&t.key, &t.value);
     }
-    let rows: Vec<(&str, &str)> = last.into_iter().collect();
+    let mut rows: Vec<(&str, &str)> = last.into_iter().collect();
+    rows.sort();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = String::from("INSERT INTO tags (run_id, key, value) VALUES ");
         push_value_tuples(&mut sql, chunk.len(), 3);
@@ -306,7 +305,11 @@ async fn write_tags(conn: &mut AnyConnection, run_id: &str, tags: &[KeyValue]) -
         }
         q.execute(&mut *conn).await?;
     }
-    if let Some((_, name)) = rows.iter().find(|(k, _)| *k == RUN_NAME_TAG) {
+    // An empty name is ignored for the run itself, as MLflow's `update_run_info` does.
+    if let Some((_, name)) = rows
+        .iter()
+        .find(|(k, v)| *k == RUN_NAME_TAG && !v.is_empty())
+    {
         sqlx::query("UPDATE runs SET name = $1 WHERE run_id = $2")
             .bind(*name)
             .bind(run_id)
@@ -443,17 +446,7 @@ impl Store {
         self.db
             .write(move |conn| {
                 Box::pin(async move {
-                    let info = load_info(conn, &run_id).await?;
-                    if !deleted {
-                        let exp = load_experiment(conn, parse_experiment_id(&info.experiment_id)?)
-                            .await?;
-                        if exp.lifecycle_stage != "active" {
-                            return Err(StoreError::invalid(format!(
-                                "Cannot restore run {run_id}: its experiment {} is deleted.",
-                                exp.experiment_id
-                            )));
-                        }
-                    }
+                    load_info(conn, &run_id).await?;
                     let (stage, when) = if deleted {
                         ("deleted", Some(now_ms()))
                     } else {
@@ -570,6 +563,21 @@ impl Store {
         for p in &batch.params {
             validate_param(p)?;
         }
+        let mut seen = std::collections::HashSet::new();
+        let mut dup: Vec<&str> = batch
+            .params
+            .iter()
+            .filter(|p| !seen.insert(p.key.as_str()))
+            .map(|p| p.key.as_str())
+            .collect();
+        if !dup.is_empty() {
+            dup.sort();
+            dup.dedup();
+            return Err(StoreError::invalid(format!(
+                "Duplicate parameter keys have been submitted: {dup:?}. Please ensure the \
+                 request contains only one param value per param key."
+            )));
+        }
         for t in &batch.tags {
             validate_tag(t)?;
         }
@@ -594,7 +602,7 @@ impl Store {
             .await
     }
 
-    /// A page of one metric's history, ordered by step then timestamp.
+    /// A page of one metric's history, in MLflow's order: timestamp, then step, then value.
     pub async fn get_metric_history(
         &self,
         run_id: &str,
@@ -611,7 +619,7 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT value, is_nan, timestamp, step FROM metrics WHERE run_id = $1 AND key = $2 \
-             ORDER BY step, timestamp, value LIMIT $3 OFFSET $4",
+             ORDER BY timestamp, step, value LIMIT $3 OFFSET $4",
         )
         .bind(run_id)
         .bind(key)

@@ -30,6 +30,16 @@ const STRING: &[CompOp] = &[
     CompOp::In,
     CompOp::NotIn,
 ];
+const PRESENCE_STRING: &[CompOp] = &[
+    CompOp::Eq,
+    CompOp::Ne,
+    CompOp::Like,
+    CompOp::ILike,
+    CompOp::In,
+    CompOp::NotIn,
+    CompOp::IsNull,
+    CompOp::IsNotNull,
+];
 const PATTERN: &[CompOp] = &[CompOp::Eq, CompOp::Ne, CompOp::Like, CompOp::ILike];
 const MEMBERSHIP: &[CompOp] = &[CompOp::Eq, CompOp::Ne, CompOp::In, CompOp::NotIn];
 
@@ -74,8 +84,8 @@ const fn fixed(
 fn run_fields() -> Vec<FieldSpec> {
     vec![
         free(EntityType::Metric, true, NUMERIC),
-        free(EntityType::Param, false, STRING),
-        free(EntityType::Tag, false, STRING),
+        free(EntityType::Param, false, PRESENCE_STRING),
+        free(EntityType::Tag, false, PRESENCE_STRING),
         attr("run_id", false, STRING),
         attr("run_name", false, STRING),
         attr("status", false, STRING),
@@ -218,6 +228,20 @@ impl Choices {
                 self.ws(1),
                 self.random_case("in")
             ),
+            CompOp::IsNull => format!(
+                "{}{}{}",
+                self.random_case("is"),
+                self.ws(1),
+                self.random_case("null")
+            ),
+            CompOp::IsNotNull => format!(
+                "{}{}{}{}{}",
+                self.random_case("is"),
+                self.ws(1),
+                self.random_case("not"),
+                self.ws(1),
+                self.random_case("null")
+            ),
             symbol => symbol.to_string(),
         }
     }
@@ -278,7 +302,9 @@ fn term(fields: Vec<FieldSpec>) -> impl Strategy<Value = Term> {
             )
         })
         .prop_map(|(spec, key, spelling, op, n, t, items)| {
-            let value = if matches!(op, CompOp::In | CompOp::NotIn) {
+            let value = if matches!(op, CompOp::IsNull | CompOp::IsNotNull) {
+                Value::Null
+            } else if matches!(op, CompOp::In | CompOp::NotIn) {
                 Value::List(items)
             } else if spec.numeric {
                 Value::Number(n)
@@ -314,6 +340,7 @@ fn render_term(term: &Term, c: &mut Choices) -> String {
     let value = match &e.value {
         Value::Number(n) => c.number(*n),
         Value::String(t) => c.string(t),
+        Value::Null => String::new(),
         Value::List(items) => {
             let rendered: Vec<String> = items
                 .iter()

@@ -23,8 +23,18 @@ pub fn api_routes() -> Router<Arc<AppState>> {
     Router::new().route("/server-info", get(server_info))
 }
 
-async fn health() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "OK")
+/// `OK` while the server can take writes; 503 once its store writer has stopped.
+async fn health(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if s.store.db().writer_alive() {
+        (StatusCode::OK, plain, "OK")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            plain,
+            "store writer stopped",
+        )
+    }
 }
 
 async fn version(State(s): State<Arc<AppState>>) -> impl IntoResponse {

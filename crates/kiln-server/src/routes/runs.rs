@@ -32,6 +32,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/runs/log-inputs", post(log_inputs))
         .route("/runs/outputs", post(log_outputs))
         .route("/metrics/get-history", get(history))
+        .route("/metrics/get-history-bulk-interval", get(history_bulk))
 }
 
 /// Both `run_id` and the legacy `run_uuid` name the run; the client sends both.
@@ -413,4 +414,36 @@ async fn history(
         out["next_page_token"] = json!(token);
     }
     Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+struct HistoryBulk {
+    #[serde(default, deserialize_with = "one_or_many")]
+    run_ids: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+/// Sampled histories of one metric for many runs (what MLflow's UI plots).
+async fn history_bulk(
+    State(s): State<Arc<AppState>>,
+    Msg { body, .. }: Msg<HistoryBulk>,
+) -> ApiResult<Json<Value>> {
+    let key = required(&body.metric_key, "metric_key")?;
+    let metrics = s
+        .store
+        .get_metric_history_bulk_interval(
+            &body.run_ids,
+            key,
+            body.start_step,
+            body.end_step,
+            body.max_results,
+        )
+        .await?;
+    Ok(Json(json!({ "metrics": metrics })))
 }

@@ -213,6 +213,26 @@ async fn filters_ordering_and_pages_match_a_reference() {
         let starts: Vec<i64> = got.iter().map(|r| r.info.start_time.unwrap()).collect();
         assert!(starts.windows(2).all(|w| w[0] > w[1]));
 
+        // Presence of params and tags.
+        assert_eq!(
+            search_all(&store, &s.exp, "tags.missing IS NULL", &[], 100)
+                .await
+                .len(),
+            25
+        );
+        assert_eq!(
+            search_all(&store, &s.exp, "params.lr IS NOT NULL", &[], 100)
+                .await
+                .len(),
+            25
+        );
+        assert_eq!(
+            search_all(&store, &s.exp, "tags.team IS NULL", &[], 100)
+                .await
+                .len(),
+            0
+        );
+
         // Attribute comparison with a number.
         let got = search_all(&store, &s.exp, "attributes.start_time >= 1020", &[], 100).await;
         assert_eq!(got.len(), 5, "{}", db.kind);
