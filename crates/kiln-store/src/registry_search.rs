@@ -168,7 +168,12 @@ impl Store {
                 "last_updated_timestamp" => Some("mv.last_update_time"),
                 _ => None,
             },
-            &[("mv.name", "ASC"), ("mv.version", "DESC")],
+            // MLflow's default order for version search.
+            &[
+                ("mv.last_update_time", "DESC"),
+                ("mv.name", "ASC"),
+                ("mv.version", "DESC"),
+            ],
         )?;
         let mut sql = Sql::new(self.db.backend);
         sql.push(&format!(

@@ -164,13 +164,19 @@ impl Store {
                     ));
                     sql.bind_str(&ob.key);
                     order_sql.push(format!(
-                        "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC, o{i}.value {dir}"
+                        "CASE WHEN o{i}.value IS NULL THEN 1 ELSE 0 END ASC, {} {dir}",
+                        self.db.text_order(&format!("o{i}.value"))
                     ));
                 }
                 EntityType::Attribute => {
                     let column = attribute_column(&ob.key)?;
                     order_sql.push(format!(
-                        "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC, {column} {dir}"
+                        "CASE WHEN {column} IS NULL THEN 1 ELSE 0 END ASC, {} {dir}",
+                        if matches!(column, "r.start_time" | "r.end_time") {
+                            column.to_string()
+                        } else {
+                            self.db.text_order(column)
+                        }
                     ));
                 }
                 EntityType::Dataset => {
