@@ -210,21 +210,35 @@ pub fn ser_f64<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Reads a double sent either as a JSON number or as a string (`"NaN"`, `"Infinity"`,
-/// `"-Infinity"`, or a number in a string), as protobuf's JSON parser accepts.
+/// `"-Infinity"`, or a number in a string), as protobuf's JSON parser accepts. A visitor,
+/// not an untagged enum, so a batch of a thousand metrics is decoded without buffering.
 pub fn de_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Num(f64),
-        Str(String),
+    d.deserialize_any(F64Visitor)
+}
+
+struct F64Visitor;
+
+impl serde::de::Visitor<'_> for F64Visitor {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number, \"NaN\", \"Infinity\" or \"-Infinity\"")
     }
-    match NumOrStr::deserialize(d)? {
-        NumOrStr::Num(v) => Ok(v),
-        NumOrStr::Str(s) => parse_f64_str(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<f64, E> {
+        Ok(v)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<f64, E> {
+        Ok(v as f64)
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<f64, E> {
+        parse_f64_str(s).ok_or_else(|| {
+            E::custom(format!(
                 "expected a number, \"NaN\" or \"Infinity\", got {s:?}"
             ))
-        }),
+        })
     }
 }
 
@@ -246,25 +260,43 @@ pub fn de_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 
 /// Like [`de_i64`] but keeps `null` and absence apart from zero.
 pub fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NumOrStr {
-        Int(i64),
-        Float(f64),
-        Str(String),
+    d.deserialize_any(I64Visitor)
+}
+
+struct I64Visitor;
+
+impl serde::de::Visitor<'_> for I64Visitor {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an integer (a JSON number or a decimal string)")
     }
-    match Option::<NumOrStr>::deserialize(d)? {
-        None => Ok(None),
-        Some(NumOrStr::Int(v)) => Ok(Some(v)),
-        Some(NumOrStr::Float(v)) if v.fract() == 0.0 && v.abs() < 9.2e18 => Ok(Some(v as i64)),
-        Some(NumOrStr::Float(v)) => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {v}"
-        ))),
-        Some(NumOrStr::Str(s)) => s
-            .trim()
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::custom(format!("integer {v} is out of range")))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() == 0.0 && v.abs() < 9.2e18 {
+            Ok(Some(v as i64))
+        } else {
+            Err(E::custom(format!("expected an integer, got {v}")))
+        }
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        s.trim()
             .parse::<i64>()
             .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("expected an integer, got {s:?}"))),
+            .map_err(|_| E::custom(format!("expected an integer, got {s:?}")))
     }
 }
 

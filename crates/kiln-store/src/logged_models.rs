@@ -175,7 +175,7 @@ async fn upsert_pairs(
     let rows = last_per_key(items);
     for chunk in rows.chunks(ROWS_PER_INSERT) {
         let mut sql = format!("INSERT INTO {table} (model_id, key, value) VALUES ");
-        push_value_tuples(&mut sql, chunk.len(), 3);
+        push_value_tuples(conn, &mut sql, chunk.len(), 3);
         sql.push_str(" ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (k, v) in chunk {
@@ -204,7 +204,7 @@ pub(crate) async fn write_model_metrics(
             "INSERT INTO logged_model_metrics (model_id, key, value, is_nan, timestamp, step, \
              run_id, dataset_name, dataset_digest) VALUES ",
         );
-        push_value_tuples(&mut sql, chunk.len(), 9);
+        push_value_tuples(conn, &mut sql, chunk.len(), 9);
         sql.push_str(" ON CONFLICT DO NOTHING");
         let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
         for m in chunk {

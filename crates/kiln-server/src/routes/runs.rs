@@ -5,10 +5,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kiln_core::entities::{DatasetInput, KeyValue, ModelInput, ModelOutput, de_f64, de_opt_i64};
+use kiln_core::entities::{
+    DatasetInput, KeyValue, Metric, ModelInput, ModelOutput, Run, de_f64, de_opt_i64,
+};
 use kiln_store::validation::MAX_BATCH_REQUEST_BYTES;
 use kiln_store::{BatchInput, MetricInput, ModelMetricInput, RunCreate, RunSearch, RunUpdate};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -35,21 +37,42 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/metrics/get-history-bulk-interval", get(history_bulk))
 }
 
-/// Both `run_id` and the legacy `run_uuid` name the run; the client sends both.
+// Large responses are serialised straight from typed structs: building a `json!` tree of
+// a thousand runs or ten thousand metric points first would double the work.
+#[derive(Serialize)]
+struct RunResponse {
+    run: Run,
+}
+
+#[derive(Serialize)]
+struct RunsPage {
+    runs: Vec<Run>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct MetricsPage {
+    metrics: Vec<Metric>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+/// Both `run_id` and the legacy `run_uuid` name the run; the client sends both. (Messages
+/// repeat the two fields rather than `#[serde(flatten)]` a shared struct: flattening makes
+/// serde buffer the whole message, which costs a thousand-metric batch dearly.)
+fn run_of<'a>(run_id: &'a Option<String>, run_uuid: &'a Option<String>) -> ApiResult<&'a str> {
+    match (run_id.as_deref(), run_uuid.as_deref()) {
+        (Some(id), _) if !id.is_empty() => Ok(id),
+        (_, Some(id)) if !id.is_empty() => Ok(id),
+        _ => Err(ApiError::missing("run_id")),
+    }
+}
+
 #[derive(Deserialize)]
 struct RunRef {
     run_id: Option<String>,
     run_uuid: Option<String>,
-}
-
-impl RunRef {
-    fn id(&self) -> ApiResult<&str> {
-        match (self.run_id.as_deref(), self.run_uuid.as_deref()) {
-            (Some(id), _) if !id.is_empty() => Ok(id),
-            (_, Some(id)) if !id.is_empty() => Ok(id),
-            _ => Err(ApiError::missing("run_id")),
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -67,7 +90,7 @@ struct Create {
 async fn create(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<Create>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunResponse>> {
     let run = s
         .store
         .create_run(RunCreate {
@@ -78,21 +101,21 @@ async fn create(
             tags: body.tags,
         })
         .await?;
-    Ok(Json(json!({ "run": run })))
+    Ok(Json(RunResponse { run }))
 }
 
 async fn get_one(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
-) -> ApiResult<Json<Value>> {
-    let run = s.store.get_run(body.id()?).await?;
-    Ok(Json(json!({ "run": run })))
+) -> ApiResult<Json<RunResponse>> {
+    let run = s.store.get_run(run_of(&body.run_id, &body.run_uuid)?).await?;
+    Ok(Json(RunResponse { run }))
 }
 
 #[derive(Deserialize)]
 struct Update {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     status: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     end_time: Option<i64>,
@@ -106,7 +129,7 @@ async fn update(
     let info = s
         .store
         .update_run(
-            body.run.id()?,
+            run_of(&body.run_id, &body.run_uuid)?,
             RunUpdate {
                 status: body.status,
                 end_time: body.end_time,
@@ -121,7 +144,7 @@ async fn delete(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
 ) -> ApiResult<Json<Value>> {
-    s.store.set_run_lifecycle(body.id()?, true).await?;
+    s.store.set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, true).await?;
     Ok(Json(json!({})))
 }
 
@@ -129,7 +152,7 @@ async fn restore(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
 ) -> ApiResult<Json<Value>> {
-    s.store.set_run_lifecycle(body.id()?, false).await?;
+    s.store.set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, false).await?;
     Ok(Json(json!({})))
 }
 
@@ -149,7 +172,7 @@ struct Search {
 async fn search(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<Search>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunsPage>> {
     let (runs, next) = s
         .store
         .search_runs(RunSearch {
@@ -161,16 +184,18 @@ async fn search(
             page_token: body.page_token,
         })
         .await?;
-    let mut out = json!({ "runs": runs });
-    if let Some(token) = next {
-        out["next_page_token"] = json!(token);
-    }
-    Ok(Json(out))
+    Ok(Json(RunsPage {
+        runs,
+        next_page_token: next,
+    }))
 }
 
 /// A metric as sent by the client: value may be a number or "NaN"/"Infinity".
 #[derive(Deserialize)]
 struct MetricMsg {
+    /// Set on `runs/log-metric`; ignored inside a batch.
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_f64")]
     value: Option<f64>,
@@ -231,20 +256,12 @@ impl MetricMsg {
     }
 }
 
-#[derive(Deserialize)]
-struct LogMetric {
-    #[serde(flatten)]
-    run: RunRef,
-    #[serde(flatten)]
-    metric: MetricMsg,
-}
-
 async fn log_metric(
     State(s): State<Arc<AppState>>,
-    Msg { body, .. }: Msg<LogMetric>,
+    Msg { body, .. }: Msg<MetricMsg>,
 ) -> ApiResult<Json<Value>> {
-    let id = body.run.id()?.to_string();
-    let (metric, model) = body.metric.split("")?;
+    let id = run_of(&body.run_id, &body.run_uuid)?.to_string();
+    let (metric, model) = body.split("")?;
     s.store
         .log_batch(
             &id,
@@ -260,8 +277,8 @@ async fn log_metric(
 
 #[derive(Deserialize)]
 struct KeyValueMsg {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     value: Option<String>,
 }
@@ -276,7 +293,7 @@ async fn log_param(
         .clone()
         .ok_or_else(|| ApiError::missing("value"))?;
     s.store
-        .log_param(body.run.id()?, KeyValue { key, value })
+        .log_param(run_of(&body.run_id, &body.run_uuid)?, KeyValue { key, value })
         .await?;
     Ok(Json(json!({})))
 }
@@ -291,7 +308,7 @@ async fn set_tag(
         .clone()
         .ok_or_else(|| ApiError::missing("value"))?;
     s.store
-        .set_tag(body.run.id()?, KeyValue { key, value })
+        .set_tag(run_of(&body.run_id, &body.run_uuid)?, KeyValue { key, value })
         .await?;
     Ok(Json(json!({})))
 }
@@ -301,14 +318,14 @@ async fn delete_tag(
     Msg { body, .. }: Msg<KeyValueMsg>,
 ) -> ApiResult<Json<Value>> {
     let key = required(&body.key, "key")?.to_string();
-    s.store.delete_tag(body.run.id()?, key).await?;
+    s.store.delete_tag(run_of(&body.run_id, &body.run_uuid)?, key).await?;
     Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]
 struct LogBatch {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     metrics: Vec<MetricMsg>,
     #[serde(default)]
@@ -327,7 +344,7 @@ async fn log_batch(
              request of {len} bytes"
         )));
     }
-    let id = body.run.id()?.to_string();
+    let id = run_of(&body.run_id, &body.run_uuid)?.to_string();
     let mut metrics = Vec::with_capacity(body.metrics.len());
     let mut model_metrics = Vec::new();
     for (i, m) in body.metrics.into_iter().enumerate() {
@@ -351,8 +368,8 @@ async fn log_batch(
 
 #[derive(Deserialize)]
 struct LogInputs {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     datasets: Vec<DatasetInput>,
     #[serde(default)]
@@ -364,15 +381,15 @@ async fn log_inputs(
     Msg { body, .. }: Msg<LogInputs>,
 ) -> ApiResult<Json<Value>> {
     s.store
-        .log_inputs(body.run.id()?, body.datasets, body.models)
+        .log_inputs(run_of(&body.run_id, &body.run_uuid)?, body.datasets, body.models)
         .await?;
     Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]
 struct LogOutputs {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     models: Vec<ModelOutput>,
 }
@@ -381,14 +398,14 @@ async fn log_outputs(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<LogOutputs>,
 ) -> ApiResult<Json<Value>> {
-    s.store.log_outputs(body.run.id()?, body.models).await?;
+    s.store.log_outputs(run_of(&body.run_id, &body.run_uuid)?, body.models).await?;
     Ok(Json(json!({})))
 }
 
 #[derive(Deserialize)]
 struct History {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     metric_key: Option<String>,
     #[serde(default, deserialize_with = "de_opt_i64")]
     max_results: Option<i64>,
@@ -398,22 +415,21 @@ struct History {
 async fn history(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<History>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MetricsPage>> {
     let key = required(&body.metric_key, "metric_key")?;
     let (metrics, next) = s
         .store
         .get_metric_history(
-            body.run.id()?,
+            run_of(&body.run_id, &body.run_uuid)?,
             key,
             body.max_results,
             body.page_token.as_deref(),
         )
         .await?;
-    let mut out = json!({ "metrics": metrics });
-    if let Some(token) = next {
-        out["next_page_token"] = json!(token);
-    }
-    Ok(Json(out))
+    Ok(Json(MetricsPage {
+        metrics,
+        next_page_token: next,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -433,7 +449,7 @@ struct HistoryBulk {
 async fn history_bulk(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<HistoryBulk>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MetricsPage>> {
     let key = required(&body.metric_key, "metric_key")?;
     let metrics = s
         .store
@@ -445,5 +461,8 @@ async fn history_bulk(
             body.max_results,
         )
         .await?;
-    Ok(Json(json!({ "metrics": metrics })))
+    Ok(Json(MetricsPage {
+        metrics,
+        next_page_token: None,
+    }))
 }

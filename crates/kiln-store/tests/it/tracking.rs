@@ -243,6 +243,35 @@ async fn metrics_keep_non_finite_values_history_and_latest() {
 }
 
 #[tokio::test]
+async fn history_returns_every_double_exactly() {
+    let awkward = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        -2.5e-310,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        -1234567.8912345678,
+        123456789012345680.0,
+    ];
+    for (db, store) in stores().await {
+        let run = new_run(&store, "0").await;
+        let metrics = awkward
+            .iter()
+            .enumerate()
+            .map(|(i, v)| metric("x", *v, i as i64, 1))
+            .collect();
+        store
+            .log_batch(&run, BatchInput { metrics, ..Default::default() })
+            .await
+            .unwrap();
+        let (hist, _) = store.get_metric_history(&run, "x", None, None).await.unwrap();
+        let got: Vec<u64> = hist.iter().map(|m| m.value.to_bits()).collect();
+        let want: Vec<u64> = awkward.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "{}", db.kind);
+    }
+}
+
+#[tokio::test]
 async fn metric_history_pages() {
     for (db, store) in stores().await {
         let run = new_run(&store, "0").await;
