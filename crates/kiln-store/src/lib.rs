@@ -14,6 +14,7 @@ mod page;
 mod registry;
 mod registry_search;
 mod registry_versions;
+mod run_load;
 mod run_search;
 mod runs;
 mod search_sql;

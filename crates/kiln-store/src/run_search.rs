@@ -8,7 +8,8 @@ use sqlx::Row;
 
 use crate::error::{Result, StoreError};
 use crate::experiments::{ViewType, parse_experiment_id};
-use crate::runs::{RUN_COLUMNS, info_from_row, load_runs};
+use crate::run_load::load_runs;
+use crate::runs::{RUN_COLUMNS, info_from_row};
 use crate::search_sql::Sql;
 use crate::{Store, page};
 
@@ -227,7 +228,7 @@ impl Store {
         } else {
             None
         };
-        let runs = load_runs(&mut conn, infos).await?;
+        let runs = load_runs(&mut conn, self.db.backend, infos).await?;
         Ok((runs, next))
     }
 

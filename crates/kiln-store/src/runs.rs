@@ -3,10 +3,7 @@
 
 use std::collections::HashMap;
 
-use kiln_core::entities::{
-    Dataset, DatasetInput, KeyValue, Metric, ModelInput, ModelOutput, Run, RunData, RunInfo,
-    RunInputs, RunOutputs,
-};
+use kiln_core::entities::{DatasetInput, KeyValue, ModelInput, ModelOutput, Run, RunInfo};
 use sqlx::AssertSqlSafe;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -402,7 +399,7 @@ impl Store {
             .map_err(|_| StoreError::not_found(format!("Run with id={run_id} not found")))?;
         let mut conn = self.db.pool.acquire().await?;
         let info = load_info(&mut conn, run_id).await?;
-        let mut runs = load_runs(&mut conn, vec![info]).await?;
+        let mut runs = crate::run_load::load_runs(&mut conn, self.db.backend, vec![info]).await?;
         Ok(runs.remove(0))
     }
 
@@ -734,108 +731,4 @@ pub(crate) fn in_list(first: usize, n: usize) -> String {
     }
     s.push(')');
     s
-}
-
-/// Fills in data, inputs and outputs for a list of run infos with a handful of queries
-/// (one per table per 500 runs), keeping the given order.
-pub(crate) async fn load_runs(conn: &mut AnyConnection, infos: Vec<RunInfo>) -> Result<Vec<Run>> {
-    let mut runs: Vec<Run> = infos
-        .into_iter()
-        .map(|info| Run {
-            info,
-            data: RunData::default(),
-            inputs: RunInputs::default(),
-            outputs: RunOutputs::default(),
-        })
-        .collect();
-    let index: HashMap<String, usize> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.info.run_id.clone(), i))
-        .collect();
-    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-    for chunk in ids.chunks(500) {
-        let list = in_list(1, chunk.len());
-        macro_rules! fetch {
-            ($sql:expr) => {{
-                let sql = $sql;
-                let mut q = sqlx::query(AssertSqlSafe(sql.as_str()));
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                q.fetch_all(&mut *conn).await?
-            }};
-        }
-        for row in fetch!(format!(
-            "SELECT run_id, key, value, is_nan, timestamp, step FROM latest_metrics WHERE run_id IN {list} ORDER BY key"
-        )) {
-            let id: String = row.try_get(0)?;
-            runs[index[&id]].data.metrics.push(Metric {
-                key: row.try_get(1)?,
-                value: loaded_value(row.try_get(2)?, row.try_get(3)?),
-                timestamp: row.try_get(4)?,
-                step: row.try_get(5)?,
-                model_id: None,
-                dataset_name: None,
-                dataset_digest: None,
-                run_id: None,
-            });
-        }
-        for row in fetch!(format!(
-            "SELECT run_id, key, value FROM params WHERE run_id IN {list} ORDER BY key"
-        )) {
-            let id: String = row.try_get(0)?;
-            runs[index[&id]].data.params.push(KeyValue {
-                key: row.try_get(1)?,
-                value: row.try_get(2)?,
-            });
-        }
-        for row in fetch!(format!(
-            "SELECT run_id, key, value FROM tags WHERE run_id IN {list} ORDER BY key"
-        )) {
-            let id: String = row.try_get(0)?;
-            runs[index[&id]].data.tags.push(KeyValue {
-                key: row.try_get(1)?,
-                value: row.try_get(2)?,
-            });
-        }
-        for row in fetch!(format!(
-            "SELECT ri.run_id, ri.tags_json, d.name, d.digest, d.source_type, d.source, d.schema_json, d.profile \
-             FROM run_inputs ri JOIN datasets d ON d.experiment_id = ri.experiment_id \
-             AND d.name = ri.dataset_name AND d.digest = ri.dataset_digest \
-             WHERE ri.run_id IN {list} ORDER BY d.name, d.digest"
-        )) {
-            let id: String = row.try_get(0)?;
-            let tags_json: String = row.try_get(1)?;
-            runs[index[&id]].inputs.dataset_inputs.push(DatasetInput {
-                tags: serde_json::from_str(&tags_json).unwrap_or_default(),
-                dataset: Dataset {
-                    name: row.try_get(2)?,
-                    digest: row.try_get(3)?,
-                    source_type: row.try_get(4)?,
-                    source: row.try_get(5)?,
-                    schema: row.try_get(6)?,
-                    profile: row.try_get(7)?,
-                },
-            });
-        }
-        for row in fetch!(format!(
-            "SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN {list} ORDER BY model_id"
-        )) {
-            let id: String = row.try_get(0)?;
-            runs[index[&id]].inputs.model_inputs.push(ModelInput {
-                model_id: row.try_get(1)?,
-            });
-        }
-        for row in fetch!(format!(
-            "SELECT run_id, model_id, step FROM run_outputs WHERE run_id IN {list} ORDER BY model_id"
-        )) {
-            let id: String = row.try_get(0)?;
-            runs[index[&id]].outputs.model_outputs.push(ModelOutput {
-                model_id: row.try_get(1)?,
-                step: row.try_get(2)?,
-            });
-        }
-    }
-    Ok(runs)
 }
