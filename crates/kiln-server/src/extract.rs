@@ -60,7 +60,10 @@ pub fn decode_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             de.end().map_err(|e| malformed(&e))?;
             Ok(v)
         }
-        Err(e) if e.inner().is_data() => Err(field_error(e.path().to_string(), e.into_inner().to_string())),
+        Err(e) if e.inner().is_data() => Err(field_error(
+            e.path().to_string(),
+            e.into_inner().to_string(),
+        )),
         Err(e) => Err(malformed(e.inner())),
     }
 }
@@ -231,6 +234,9 @@ mod tests {
         assert!(e.message.contains("run_id"), "{}", e.message);
         let e = decode_body::<R>(b"{\"run_id\": \"x\"} trailing").unwrap_err();
         assert_eq!(e.code, ErrorCode::MalformedRequest);
-        assert_eq!(decode_body::<R>(b" {\"run_id\": \"x\"} ").unwrap().run_id, "x");
+        assert_eq!(
+            decode_body::<R>(b" {\"run_id\": \"x\"} ").unwrap().run_id,
+            "x"
+        );
     }
 }

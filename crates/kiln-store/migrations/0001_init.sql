@@ -44,6 +44,7 @@ CREATE TABLE params (
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+CREATE INDEX params_by_key_value ON params (key, value);
 
 CREATE TABLE tags (
     run_id TEXT NOT NULL,
@@ -51,6 +52,7 @@ CREATE TABLE tags (
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 );
+CREATE INDEX tags_by_key_value ON tags (key, value);
 
 -- Full metric history. The key includes the value so that a client retry of the same point
 -- is absorbed (ON CONFLICT DO NOTHING) while two different values at one step are both kept,

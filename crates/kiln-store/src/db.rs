@@ -107,7 +107,7 @@ impl Db {
                         // a crash of the process and of the machine.
                         sqlx::raw_sql(
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -16000; \
+                             PRAGMA busy_timeout = 10000; PRAGMA cache_size = -4000; \
                              PRAGMA temp_store = MEMORY;",
                         )
                         .execute(&mut *conn)
@@ -292,15 +292,21 @@ async fn run_group(conn: &mut AnyConnection, backend: Backend, jobs: Vec<Job>) -
     let outcome: Result<()> = async {
         // IMMEDIATE takes SQLite's write lock up front, so another process writing the same
         // file makes us wait (busy_timeout) instead of failing at the first write.
+        // Each statement is a round trip to the database (for SQLite, to its own thread),
+        // so savepoint bookkeeping rides along with its neighbours: the savepoint of the
+        // first write opens with the transaction, each next one replaces the previous in
+        // one statement, and the last is released with the commit.
         let begin = match backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Backend::Sqlite => "BEGIN IMMEDIATE; SAVEPOINT kiln_op",
+            Backend::Postgres => "BEGIN; SAVEPOINT kiln_op",
         };
         sqlx::raw_sql(begin).execute(&mut *conn).await?;
-        for job in jobs {
-            sqlx::raw_sql("SAVEPOINT kiln_op")
-                .execute(&mut *conn)
-                .await?;
+        for (i, job) in jobs.into_iter().enumerate() {
+            if i > 0 {
+                sqlx::raw_sql("RELEASE SAVEPOINT kiln_op; SAVEPOINT kiln_op")
+                    .execute(&mut *conn)
+                    .await?;
+            }
             // A panic inside one write (a driver bug, say) must not kill the writer task:
             // it fails this group, the connection is replaced, and the writer goes on.
             let r = match AssertUnwindSafe((job.op)(&mut *conn)).catch_unwind().await {
@@ -312,18 +318,17 @@ async fn run_group(conn: &mut AnyConnection, backend: Backend, jobs: Vec<Job>) -
                     return Err(StoreError::Unavailable("a write panicked".into()));
                 }
             };
-            if r.is_ok() {
-                sqlx::raw_sql("RELEASE SAVEPOINT kiln_op")
-                    .execute(&mut *conn)
-                    .await?;
-            } else {
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT kiln_op; RELEASE SAVEPOINT kiln_op")
+            if r.is_err() {
+                // Undo this write alone; the savepoint stays open for the next transition.
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT kiln_op")
                     .execute(&mut *conn)
                     .await?;
             }
             results.push((job.reply, r));
         }
-        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+        sqlx::raw_sql("RELEASE SAVEPOINT kiln_op; COMMIT")
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
     .await;

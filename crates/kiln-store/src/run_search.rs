@@ -45,11 +45,12 @@ fn attribute_column(key: &str) -> Result<&'static str> {
 
 fn push_comparison(sql: &mut Sql, c: &Comparison) -> Result<()> {
     match c.entity {
+        // Each filter is an `IN (sub-query)` over its table rather than a correlated EXISTS:
+        // the database builds the matching set once through the (key, value) index instead
+        // of probing once per run of the experiment.
         EntityType::Metric => {
             // NaN never satisfies a numeric comparison.
-            sql.push(
-                "EXISTS (SELECT 1 FROM latest_metrics m WHERE m.run_id = r.run_id AND m.key = ",
-            );
+            sql.push("r.run_id IN (SELECT m.run_id FROM latest_metrics m WHERE m.key = ");
             sql.bind_str(&c.key);
             sql.push(" AND m.is_nan = 0 AND ");
             let v = match &c.value {
@@ -62,8 +63,6 @@ fn push_comparison(sql: &mut Sql, c: &Comparison) -> Result<()> {
                 }
             };
             sql.compare("m.value", c.op, &Value::Number(v))?;
-            // Bind floats as floats: an integral literal against a REAL column is fine in
-            // both dialects.
             sql.push(")");
         }
         EntityType::Param | EntityType::Tag => {
@@ -73,13 +72,13 @@ fn push_comparison(sql: &mut Sql, c: &Comparison) -> Result<()> {
                 "tags"
             };
             let presence = match c.op {
-                CompOp::IsNull => Some("NOT EXISTS"),
-                CompOp::IsNotNull => Some("EXISTS"),
+                CompOp::IsNull => Some("NOT IN"),
+                CompOp::IsNotNull => Some("IN"),
                 _ => None,
             };
             sql.push(&format!(
-                "{} (SELECT 1 FROM {table} p WHERE p.run_id = r.run_id AND p.key = ",
-                presence.unwrap_or("EXISTS")
+                "r.run_id {} (SELECT p.run_id FROM {table} p WHERE p.key = ",
+                presence.unwrap_or("IN")
             ));
             sql.bind_str(&c.key);
             if presence.is_none() {

@@ -108,7 +108,10 @@ async fn get_one(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
 ) -> ApiResult<Json<RunResponse>> {
-    let run = s.store.get_run(run_of(&body.run_id, &body.run_uuid)?).await?;
+    let run = s
+        .store
+        .get_run(run_of(&body.run_id, &body.run_uuid)?)
+        .await?;
     Ok(Json(RunResponse { run }))
 }
 
@@ -144,7 +147,9 @@ async fn delete(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
 ) -> ApiResult<Json<Value>> {
-    s.store.set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, true).await?;
+    s.store
+        .set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, true)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -152,7 +157,9 @@ async fn restore(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<RunRef>,
 ) -> ApiResult<Json<Value>> {
-    s.store.set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, false).await?;
+    s.store
+        .set_run_lifecycle(run_of(&body.run_id, &body.run_uuid)?, false)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -293,7 +300,10 @@ async fn log_param(
         .clone()
         .ok_or_else(|| ApiError::missing("value"))?;
     s.store
-        .log_param(run_of(&body.run_id, &body.run_uuid)?, KeyValue { key, value })
+        .log_param(
+            run_of(&body.run_id, &body.run_uuid)?,
+            KeyValue { key, value },
+        )
         .await?;
     Ok(Json(json!({})))
 }
@@ -308,7 +318,10 @@ async fn set_tag(
         .clone()
         .ok_or_else(|| ApiError::missing("value"))?;
     s.store
-        .set_tag(run_of(&body.run_id, &body.run_uuid)?, KeyValue { key, value })
+        .set_tag(
+            run_of(&body.run_id, &body.run_uuid)?,
+            KeyValue { key, value },
+        )
         .await?;
     Ok(Json(json!({})))
 }
@@ -318,7 +331,9 @@ async fn delete_tag(
     Msg { body, .. }: Msg<KeyValueMsg>,
 ) -> ApiResult<Json<Value>> {
     let key = required(&body.key, "key")?.to_string();
-    s.store.delete_tag(run_of(&body.run_id, &body.run_uuid)?, key).await?;
+    s.store
+        .delete_tag(run_of(&body.run_id, &body.run_uuid)?, key)
+        .await?;
     Ok(Json(json!({})))
 }
 
@@ -381,7 +396,11 @@ async fn log_inputs(
     Msg { body, .. }: Msg<LogInputs>,
 ) -> ApiResult<Json<Value>> {
     s.store
-        .log_inputs(run_of(&body.run_id, &body.run_uuid)?, body.datasets, body.models)
+        .log_inputs(
+            run_of(&body.run_id, &body.run_uuid)?,
+            body.datasets,
+            body.models,
+        )
         .await?;
     Ok(Json(json!({})))
 }
@@ -398,7 +417,9 @@ async fn log_outputs(
     State(s): State<Arc<AppState>>,
     Msg { body, .. }: Msg<LogOutputs>,
 ) -> ApiResult<Json<Value>> {
-    s.store.log_outputs(run_of(&body.run_id, &body.run_uuid)?, body.models).await?;
+    s.store
+        .log_outputs(run_of(&body.run_id, &body.run_uuid)?, body.models)
+        .await?;
     Ok(Json(json!({})))
 }
 

@@ -261,10 +261,19 @@ async fn history_returns_every_double_exactly() {
             .map(|(i, v)| metric("x", *v, i as i64, 1))
             .collect();
         store
-            .log_batch(&run, BatchInput { metrics, ..Default::default() })
+            .log_batch(
+                &run,
+                BatchInput {
+                    metrics,
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
-        let (hist, _) = store.get_metric_history(&run, "x", None, None).await.unwrap();
+        let (hist, _) = store
+            .get_metric_history(&run, "x", None, None)
+            .await
+            .unwrap();
         let got: Vec<u64> = hist.iter().map(|m| m.value.to_bits()).collect();
         let want: Vec<u64> = awkward.iter().map(|v| v.to_bits()).collect();
         assert_eq!(got, want, "{}", db.kind);
