@@ -1,6 +1,9 @@
 -- Kiln metadata schema, version 1. Portable SQL: the same text runs on SQLite and PostgreSQL.
 -- Booleans are BIGINT 0/1 and times are BIGINT milliseconds since the epoch, so both
--- backends read them back through the same types.
+-- backends read them back through the same types. The one dialect hook is /*CLUSTERED*/:
+-- on SQLite it becomes WITHOUT ROWID, so a table keyed by a composite primary key is stored
+-- in that key's order as one B-tree (one write per row instead of two); PostgreSQL ignores
+-- it (it stays a comment).
 
 CREATE TABLE kiln_sequences (
     name TEXT PRIMARY KEY,
@@ -22,7 +25,7 @@ CREATE TABLE experiment_tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (experiment_id, key)
-);
+) /*CLUSTERED*/;
 
 CREATE TABLE runs (
     run_id TEXT PRIMARY KEY,
@@ -43,7 +46,7 @@ CREATE TABLE params (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) /*CLUSTERED*/;
 CREATE INDEX params_by_key_value ON params (key, value);
 
 CREATE TABLE tags (
@@ -51,7 +54,7 @@ CREATE TABLE tags (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) /*CLUSTERED*/;
 CREATE INDEX tags_by_key_value ON tags (key, value);
 
 -- Full metric history. The key includes the value so that a client retry of the same point
@@ -66,7 +69,7 @@ CREATE TABLE metrics (
     value DOUBLE PRECISION NOT NULL,
     is_nan BIGINT NOT NULL,
     PRIMARY KEY (run_id, key, step, timestamp, value, is_nan)
-);
+) /*CLUSTERED*/;
 
 -- The latest value per (run, key), maintained on write so that run search and run reads
 -- never scan history.
@@ -78,7 +81,7 @@ CREATE TABLE latest_metrics (
     value DOUBLE PRECISION NOT NULL,
     is_nan BIGINT NOT NULL,
     PRIMARY KEY (run_id, key)
-);
+) /*CLUSTERED*/;
 CREATE INDEX latest_metrics_by_key ON latest_metrics (key, value);
 
 CREATE TABLE datasets (
@@ -100,20 +103,20 @@ CREATE TABLE run_inputs (
     context TEXT NOT NULL,
     tags_json TEXT NOT NULL,
     PRIMARY KEY (run_id, dataset_name, dataset_digest)
-);
+) /*CLUSTERED*/;
 
 CREATE TABLE run_model_inputs (
     run_id TEXT NOT NULL,
     model_id TEXT NOT NULL,
     PRIMARY KEY (run_id, model_id)
-);
+) /*CLUSTERED*/;
 
 CREATE TABLE run_outputs (
     run_id TEXT NOT NULL,
     model_id TEXT NOT NULL,
     step BIGINT NOT NULL,
     PRIMARY KEY (run_id, model_id)
-);
+) /*CLUSTERED*/;
 
 CREATE TABLE logged_models (
     model_id TEXT PRIMARY KEY,

@@ -118,7 +118,7 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        migrate(&pool).await?;
+        migrate(&pool, backend).await?;
         let (tx, rx) = mpsc::channel::<Job>(4096);
         let writer_conn = pool.acquire().await?.detach();
         let stats = Arc::new(WriterStats::default());
@@ -210,7 +210,7 @@ impl Db {
     }
 }
 
-async fn migrate(pool: &AnyPool) -> Result<()> {
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
     let mut conn = pool.acquire().await?;
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS kiln_schema_migrations (\
@@ -228,7 +228,13 @@ async fn migrate(pool: &AnyPool) -> Result<()> {
             continue;
         }
         let mut tx = conn.begin().await?;
-        sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+        let sql = match backend {
+            Backend::Sqlite => sql.replace("/*CLUSTERED*/", "WITHOUT ROWID"),
+            Backend::Postgres => sql.to_string(),
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO kiln_schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
         )

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 mod experiments;
 mod history;
+mod logged_model_search;
 mod logged_models;
 mod page;
 mod registry;

@@ -4,7 +4,6 @@
 
 use kiln_core::entities::Run;
 use kiln_core::search::{self, CompOp, Comparison, EntityType, Value};
-use sqlx::Row;
 
 use crate::error::{Result, StoreError};
 use crate::experiments::{ViewType, parse_experiment_id};
@@ -229,15 +228,5 @@ impl Store {
         };
         let runs = load_runs(&mut conn, self.db.backend, infos).await?;
         Ok((runs, next))
-    }
-
-    /// Counts runs in an experiment (used by tests and the CLI).
-    pub async fn count_runs(&self, experiment_id: &str) -> Result<i64> {
-        let id = parse_experiment_id(experiment_id)?;
-        let row = sqlx::query("SELECT COUNT(*) FROM runs WHERE experiment_id = $1")
-            .bind(id)
-            .fetch_one(&self.db.pool)
-            .await?;
-        Ok(row.try_get(0)?)
     }
 }
