@@ -133,34 +133,36 @@ async fn list_run(
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::missing("run_id"))?;
     let run = s.store.get_run(&run_id).await?;
-    let root_uri = run.info.artifact_uri.clone();
+    list_under_root(&s, run.info.artifact_uri, body.path.as_deref()).await
+}
+
+/// Lists directory `sub` under an artifact root URI (a run's or a logged model's), with
+/// paths relative to that root, as `{"root_uri", "files"}`.
+pub(crate) async fn list_under_root(
+    s: &AppState,
+    root_uri: String,
+    sub: Option<&str>,
+) -> ApiResult<Json<Value>> {
     let Some(root) = root_uri.strip_prefix("mlflow-artifacts:") else {
         // Artifacts the client wrote directly (e.g. to s3://) are not visible to the server.
         return Ok(Json(json!({ "root_uri": root_uri, "files": [] })));
     };
-    let root = root
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .to_string();
-    let sub = body.path.unwrap_or_default();
-    let sub = sub.trim_matches('/');
+    let root = root.trim_matches('/').to_string();
+    let sub = sub.unwrap_or("").trim_matches('/');
     let dir = if sub.is_empty() {
         root.clone()
     } else {
         format!("{root}/{sub}")
     };
     kiln_store::artifacts::artifact_path(&dir)?;
+    let prefix = format!("{root}/");
     let files: Vec<FileInfo> = s
         .artifacts
         .list(&dir)
         .await?
         .into_iter()
         .map(|f| FileInfo {
-            path: f
-                .path
-                .strip_prefix(&format!("{root}/"))
-                .unwrap_or(&f.path)
-                .to_string(),
+            path: f.path.strip_prefix(&prefix).unwrap_or(&f.path).to_string(),
             ..f
         })
         .collect();

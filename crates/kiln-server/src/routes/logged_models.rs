@@ -6,9 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use kiln_core::entities::{KeyValue, de_opt_i64};
-use kiln_store::{
-    FileInfo, LoggedModelCreate, LoggedModelDataset, LoggedModelOrder, LoggedModelSearch,
-};
+use kiln_store::{LoggedModelCreate, LoggedModelDataset, LoggedModelOrder, LoggedModelSearch};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -237,33 +235,10 @@ async fn list_artifacts(
     Msg { body, .. }: Msg<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let model = s.store.get_logged_model(&model_id).await?;
-    let root_uri = model.info.artifact_uri;
-    let Some(root) = root_uri.strip_prefix("mlflow-artifacts:") else {
-        // Artifacts the client wrote directly (e.g. to s3://) are not visible to the server.
-        return Ok(Json(json!({ "root_uri": root_uri, "files": [] })));
-    };
-    let root = root
-        .trim_start_matches('/')
-        .trim_end_matches('/')
-        .to_string();
-    let sub = body.artifact_directory_path.unwrap_or_default();
-    let sub = sub.trim_matches('/');
-    let dir = if sub.is_empty() {
-        root.clone()
-    } else {
-        format!("{root}/{sub}")
-    };
-    kiln_store::artifacts::artifact_path(&dir)?;
-    let prefix = format!("{root}/");
-    let files: Vec<FileInfo> = s
-        .artifacts
-        .list(&dir)
-        .await?
-        .into_iter()
-        .map(|f| FileInfo {
-            path: f.path.strip_prefix(&prefix).unwrap_or(&f.path).to_string(),
-            ..f
-        })
-        .collect();
-    Ok(Json(json!({ "root_uri": root_uri, "files": files })))
+    crate::routes::artifacts::list_under_root(
+        &s,
+        model.info.artifact_uri,
+        body.artifact_directory_path.as_deref(),
+    )
+    .await
 }
