@@ -72,6 +72,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        // Authentication is a later capability; say plainly that this bind is open.
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback without authentication: anyone who can reach this \
+             address can read and write all tracking and registry data"
+        );
+    }
     // Tests and scripts read this line to learn the port when --port 0 was given.
     let mut out = std::io::stdout().lock();
     writeln!(out, "Listening on http://{addr}")?;
