@@ -28,7 +28,7 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use crate::error::{Result, StoreError};
 use crate::experiments::{load_experiment, parse_experiment_id};
 use crate::logged_model_search::{OrderField, order_field, parse_filter, push_condition};
-use crate::runs::{in_list, load_info, loaded_value, push_value_tuples, stored_value};
+use crate::runs::{in_params, load_info, loaded_value, push_value_tuples, stored_value};
 use crate::search_sql::Sql;
 use crate::validation::{self, MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH};
 use crate::{Store, now_ms, page};
@@ -244,7 +244,7 @@ async fn load_models(
         .collect();
     let ids: Vec<String> = models.iter().map(|m| m.info.model_id.clone()).collect();
     for chunk in ids.chunks(500) {
-        let list = in_list(1, chunk.len());
+        let list = in_params(conn, chunk.len());
         macro_rules! fetch {
             ($sql:expr) => {{
                 let sql = $sql;

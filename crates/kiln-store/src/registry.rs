@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::error::{Result, StoreError};
-use crate::runs::in_list;
+use crate::runs::in_params;
 use crate::validation::{self, MAX_REGISTRY_TAG_VAL_LENGTH};
 use crate::{Store, now_ms};
 
@@ -126,7 +126,7 @@ pub(crate) fn mv_from_row(row: &AnyRow) -> Result<ModelVersion> {
     })
 }
 
-/// Runs `sql` (which holds `{list}` where the name placeholders go, starting at `$1`)
+/// Runs `sql` (which holds `{list}` where the name placeholders go, its only parameters)
 /// once per 500 names and returns all rows.
 async fn rows_by_names(
     conn: &mut AnyConnection,
@@ -135,7 +135,7 @@ async fn rows_by_names(
 ) -> Result<Vec<AnyRow>> {
     let mut out = Vec::new();
     for chunk in names.chunks(500) {
-        let text = sql.replace("{list}", &in_list(1, chunk.len()));
+        let text = sql.replace("{list}", &in_params(conn, chunk.len()));
         let mut q = sqlx::query(AssertSqlSafe(text.as_str()));
         for n in chunk {
             q = q.bind(n.as_str());

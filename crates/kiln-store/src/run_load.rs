@@ -17,22 +17,10 @@ use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
 use crate::db::Backend;
 use crate::error::{Result, StoreError};
-use crate::runs::loaded_value;
+use crate::runs::{in_params, loaded_value};
 
 /// Runs per query; keeps the IN list far below both backends' parameter limits.
 const CHUNK: usize = 500;
-
-/// `IN (…)` over `n` parameters: anonymous `?` for SQLite (named ones cost it quadratic
-/// time to bind), `$N` for PostgreSQL.
-fn in_params(backend: Backend, n: usize) -> String {
-    let parts: Vec<String> = (1..=n)
-        .map(|i| match backend {
-            Backend::Sqlite => "?".to_string(),
-            Backend::Postgres => format!("${i}"),
-        })
-        .collect();
-    format!("({})", parts.join(", "))
-}
 
 /// `SELECT <array of arrays of cols> FROM <rest>` in the backend's JSON dialect.
 fn packed(backend: Backend, cols: &[&str], rest: &str) -> String {
@@ -90,7 +78,7 @@ pub(crate) async fn load_runs(
         Backend::Postgres => "value::text",
     };
     for chunk in ids.chunks(CHUNK) {
-        let list = in_params(backend, chunk.len());
+        let list = in_params(conn, chunk.len());
         let where_ids = format!("WHERE run_id IN {list}");
 
         let sql = packed(

@@ -201,13 +201,27 @@ pub(crate) fn loaded_value(v: f64, is_nan: i64) -> f64 {
     if is_nan != 0 { f64::NAN } else { v }
 }
 
-/// Appends `(…), (…)` for `rows` tuples of `cols` placeholders, bound in order.
+/// The `i`-th (1-based) placeholder of a statement whose parameters are bound in order.
 ///
 /// SQLite gets anonymous `?` placeholders: it resolves a named one (`$7`) by walking its
-/// list of names, so binding a 2,400-parameter INSERT with `$N` costs time quadratic in the
+/// list of names, so binding a 6,000-parameter `$N` statement costs time quadratic in the
 /// parameter count (measured: half of a 1,000-metric batch). PostgreSQL needs `$N`.
+fn push_placeholder(sqlite: bool, sql: &mut String, i: usize) {
+    if sqlite {
+        sql.push('?');
+    } else {
+        sql.push('$');
+        sql.push_str(&i.to_string());
+    }
+}
+
+fn is_sqlite(conn: &AnyConnection) -> bool {
+    conn.backend_name() == "SQLite"
+}
+
+/// Appends `(…), (…)` for `rows` tuples of `cols` placeholders, bound in order.
 pub(crate) fn push_value_tuples(conn: &AnyConnection, sql: &mut String, rows: usize, cols: usize) {
-    let sqlite = conn.backend_name() == "SQLite";
+    let sqlite = is_sqlite(conn);
     let mut n = 1;
     for r in 0..rows {
         if r > 0 {
@@ -218,16 +232,25 @@ pub(crate) fn push_value_tuples(conn: &AnyConnection, sql: &mut String, rows: us
             if c > 0 {
                 sql.push_str(", ");
             }
-            if sqlite {
-                sql.push('?');
-            } else {
-                sql.push('$');
-                sql.push_str(&n.to_string());
-            }
+            push_placeholder(sqlite, sql, n);
             n += 1;
         }
         sql.push(')');
     }
+}
+
+/// `(…)` over `n` placeholders for an `IN` list that is the statement's only parameters.
+pub(crate) fn in_params(conn: &AnyConnection, n: usize) -> String {
+    let sqlite = is_sqlite(conn);
+    let mut s = String::from("(");
+    for i in 1..=n {
+        if i > 1 {
+            s.push_str(", ");
+        }
+        push_placeholder(sqlite, &mut s, i);
+    }
+    s.push(')');
+    s
 }
 
 /// Writes params under MLflow's write-once rule: the same value again is a no-op, a
@@ -718,18 +741,4 @@ impl Store {
             })
             .await
     }
-}
-
-/// Builds `IN ($a, $b, ...)` over `n` placeholders starting at `first`.
-pub(crate) fn in_list(first: usize, n: usize) -> String {
-    let mut s = String::from("(");
-    for i in 0..n {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push('$');
-        s.push_str(&(first + i).to_string());
-    }
-    s.push(')');
-    s
 }
