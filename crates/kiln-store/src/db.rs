@@ -59,8 +59,14 @@ pub struct WriterStats {
     pub writes: AtomicU64,
 }
 
-static MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+static MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "datasets",
+        include_str!("../migrations/0002_datasets.sql"),
+    ),
+];
 
 impl Db {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.

@@ -5,6 +5,7 @@
 //! them against MLflow's limits, and return the entities of `kiln_core::entities`.
 
 pub mod artifacts;
+mod datasets;
 pub mod db;
 pub mod error;
 mod experiments;
@@ -22,6 +23,7 @@ mod search_sql;
 pub mod validation;
 
 pub use artifacts::{ArtifactStore, FileInfo};
+pub use datasets::{DatasetVersion, DatasetVersionInput};
 pub use db::{Backend, Db};
 pub use error::{Result, StoreError};
 pub use experiments::ViewType;

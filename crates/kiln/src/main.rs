@@ -2,6 +2,7 @@
 //! its options struct. Errors become a message on stderr and exit status 1.
 
 mod commands;
+mod project;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: MLflow-compatible tracking and model registry.
     Server(commands::server::ServerArgs),
+    /// Datasets: validate, profile, infer expectations, record versions.
+    Data(commands::data::DataArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,13 +40,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Server(args) => commands::server::run(args),
+        Command::Server(args) => commands::server::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Data(args) => commands::data::run(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // 1 is reserved for "ran, and the data failed its checks".
+            ExitCode::from(2)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `kiln` binary: start-up, shutdown, and crash durability.
 
 mod crash;
+mod data;
 mod lifecycle;
 
 use std::path::PathBuf;

@@ -1,0 +1,839 @@
+//! `kiln data …`: read, validate, profile and version the datasets declared in `kiln.toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use kiln_core::entities::{Dataset, DatasetInput, KeyValue};
+use kiln_data::expect::ValidationReport;
+use kiln_data::{Table, read_dataset};
+use kiln_store::{ArtifactStore, DatasetVersion, DatasetVersionInput, Store};
+
+use crate::project::Project;
+
+/// Where the project file and the platform's state are.
+#[derive(Args, Debug, Clone)]
+pub struct ProjectArgs {
+    /// The project file.
+    #[arg(long, env = "KILN_CONFIG", default_value = "kiln.toml", global = true)]
+    pub config: PathBuf,
+    /// Directory for the embedded store, artifacts and quarantine files.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./.kiln", global = true)]
+    pub data_dir: PathBuf,
+    /// Metadata store URL: `sqlite://PATH` or `postgres://…` (default: DATA_DIR/kiln.db).
+    #[arg(long, env = "KILN_STORE", global = true)]
+    pub store: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(subcommand)]
+    pub command: DataCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Check a dataset against its expectations; failing rows go to a quarantine file.
+    /// Exit status 1 when a rule fails.
+    Validate(ValidateArgs),
+    /// Compute a dataset's profile (per-column statistics and sketches) and store it.
+    Profile(ProfileArgs),
+    /// Propose expectations from a dataset's profile, as `kiln.toml` text.
+    Infer(SourceArgs),
+    /// Record the current version of a dataset (digest, schema, rows, profile), optionally
+    /// as an input of an MLflow run.
+    Register(RegisterArgs),
+    /// List a dataset's recorded versions, newest first.
+    Versions(VersionsArgs),
+    /// Build a feature set (`[features.NAME]`): validated inputs, as-of joins, derived
+    /// columns, encodings, time split; writes the feature table and its transform spec.
+    Features(FeaturesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// Feature set name (a `[features.NAME]` section).
+    pub name: String,
+    /// Output directory (default DATA_DIR/features/NAME/BUILD_DIGEST).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rebuild even if a finished build with the same inputs exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the build summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// Dataset name (a `[data.NAME]` section).
+    pub name: String,
+    /// Read this file or URL instead of the configured source (e.g. a new batch).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub src: SourceArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write failing rows (CSV; default DATA_DIR/quarantine/NAME/DIGEST.csv).
+    #[arg(long)]
+    pub quarantine: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub src: SourceArgs,
+    /// Print the whole profile as JSON (default: a table).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the profile JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    #[command(flatten)]
+    pub src: SourceArgs,
+    /// Log the version as an input of this MLflow run.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// The input's context tag (`mlflow.data.context`).
+    #[arg(long, default_value = "training")]
+    pub context: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionsArgs {
+    pub name: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: DataArgs) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new(&args.project)?;
+    match args.command {
+        DataCommand::Validate(a) => validate(&ctx, a),
+        DataCommand::Profile(a) => profile(&ctx, a),
+        DataCommand::Infer(a) => infer(&ctx, a),
+        DataCommand::Register(a) => register(&ctx, a),
+        DataCommand::Versions(a) => versions(&ctx, a),
+        DataCommand::Features(a) => features(&ctx, a),
+    }
+}
+
+/// The runtime, project and store of one command.
+pub struct Ctx {
+    pub rt: tokio::runtime::Runtime,
+    pub project: Project,
+    pub args: ProjectArgs,
+    store: std::cell::OnceCell<Store>,
+}
+
+impl Ctx {
+    pub fn new(args: &ProjectArgs) -> anyhow::Result<Ctx> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let project = Project::load(&args.config)?;
+        Ok(Ctx {
+            rt,
+            project,
+            args: args.clone(),
+            store: std::cell::OnceCell::new(),
+        })
+    }
+
+    pub fn store(&self) -> anyhow::Result<&Store> {
+        if let Some(s) = self.store.get() {
+            return Ok(s);
+        }
+        std::fs::create_dir_all(&self.args.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                self.args.data_dir.display()
+            )
+        })?;
+        let url = match &self.args.store {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}", self.args.data_dir.join("kiln.db").display()),
+        };
+        let store = self
+            .rt
+            .block_on(Store::open(&url))
+            .context("cannot open the metadata store")?;
+        Ok(self.store.get_or_init(|| store))
+    }
+
+    /// Reads a dataset from its configured source or `override_source`.
+    pub fn read(&self, name: &str, override_source: Option<&str>) -> anyhow::Result<Table> {
+        let cfg = self.project.dataset(name)?;
+        let source = match override_source {
+            Some(s) => s.to_string(),
+            None => self.project.resolve_source(&cfg.source),
+        };
+        let local = self.fetch(&source)?;
+        let table = read_dataset(cfg, local.path(), &source)
+            .with_context(|| format!("cannot read dataset `{name}`"))?;
+        Ok(table)
+    }
+
+    /// A local file holding the source: the path itself, or a download of a URL.
+    fn fetch(&self, source: &str) -> anyhow::Result<LocalSource> {
+        if let Some(path) = source.strip_prefix("file://") {
+            return Ok(LocalSource::Path(PathBuf::from(path)));
+        }
+        if !source.contains("://") {
+            return Ok(LocalSource::Path(PathBuf::from(source)));
+        }
+        if !source.starts_with("s3://") {
+            bail!("unsupported source URL {source:?}: use a path, file:///PATH or s3://BUCKET/KEY");
+        }
+        let (dir, file) = source
+            .rsplit_once('/')
+            .filter(|(d, f)| !f.is_empty() && d.len() > "s3:/".len())
+            .with_context(|| format!("{source}: expected s3://BUCKET/KEY"))?;
+        let store = ArtifactStore::open(dir)?;
+        let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let path = tmp.path().join(file);
+        self.rt.block_on(async {
+            use futures::StreamExt;
+            use std::io::Write;
+            let (_, mut stream) = store
+                .get_stream(file)
+                .await
+                .with_context(|| format!("cannot read {source}"))?;
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&path)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            );
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.with_context(|| format!("cannot read {source}"))?;
+                out.write_all(&chunk)?;
+            }
+            out.flush()?;
+            anyhow::Ok(())
+        })?;
+        Ok(LocalSource::Temp(tmp, path))
+    }
+
+    /// Records the table as a version of dataset `name`.
+    pub fn record(&self, name: &str, table: &Table) -> anyhow::Result<DatasetVersion> {
+        let store = self.store()?;
+        let input = DatasetVersionInput {
+            name: name.to_string(),
+            digest: table.digest.clone(),
+            source: table.source.clone(),
+            format: format!("{:?}", table.format).to_lowercase(),
+            schema_json: serde_json::to_string(&table.schema)?,
+            row_count: table.rows() as i64,
+            bytes: table.bytes as i64,
+        };
+        Ok(self.rt.block_on(store.record_dataset_version(input))?)
+    }
+}
+
+enum LocalSource {
+    Path(PathBuf),
+    Temp(tempfile::TempDir, PathBuf),
+}
+
+impl LocalSource {
+    fn path(&self) -> &Path {
+        match self {
+            LocalSource::Path(p) => p,
+            LocalSource::Temp(_, p) => p,
+        }
+    }
+}
+
+fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let name = &a.src.name;
+    let cfg = ctx.project.dataset(name)?;
+    if cfg.expect.is_empty() {
+        bail!(
+            "dataset `{name}` declares no expectations; add [[data.{name}.expect]] tables \
+             (`kiln data infer {name}` proposes some)"
+        );
+    }
+    let table = ctx.read(name, a.src.source.as_deref())?;
+    let mut v = kiln_data::expect::validate(name, &table, &cfg.expect)?;
+    let version = ctx.record(name, &table)?;
+    if v.quarantine.height() > 0 {
+        let path = a.quarantine.clone().unwrap_or_else(|| {
+            ctx.args
+                .data_dir
+                .join("quarantine")
+                .join(name)
+                .join(format!("{}.csv", &table.digest[..16]))
+        });
+        kiln_data::expect::write_quarantine_csv(&mut v.quarantine, &path)?;
+        v.report.quarantine = Some(path.display().to_string());
+    }
+    let summary = serde_json::json!({
+        "success": v.report.success,
+        "failed_rules": v.report.rules.iter().filter(|r| !r.success).map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "rules": v.report.rules.len(),
+        "quarantined_rows": v.report.quarantined_rows,
+        "validated_at": kiln_store::now_ms(),
+    });
+    ctx.rt.block_on(ctx.store()?.set_dataset_validation(
+        name,
+        &table.digest,
+        summary.to_string(),
+    ))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v.report)?);
+    } else {
+        print!("{}", render_report(&v.report, version.version));
+    }
+    Ok(if v.report.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn short(d: &str) -> &str {
+    &d[..d.len().min(12)]
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The human report of a validation.
+pub fn render_report(r: &ValidationReport, version: i64) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "dataset {} v{version}  {}  {} rows  digest {}",
+        r.dataset,
+        r.source,
+        thousands(r.rows),
+        short(&r.digest)
+    );
+    let width = r.rules.iter().map(|x| x.name.len()).max().unwrap_or(10);
+    for rule in &r.rules {
+        let verdict = if rule.success { "PASS" } else { "FAIL" };
+        let detail = if let Some(err) = &rule.error {
+            format!("error: {err}")
+        } else if let Some(obs) = &rule.observed {
+            format!("{}; observed {obs}", rule.expected)
+        } else {
+            let pct = if rule.checked > 0 {
+                100.0 * rule.failing as f64 / rule.checked as f64
+            } else {
+                0.0
+            };
+            let mut d = format!(
+                "{}; {} of {} failing ({pct:.3}%)",
+                rule.expected,
+                thousands(rule.failing),
+                thousands(rule.checked)
+            );
+            if let Some(m) = rule.mostly {
+                let _ = write!(d, ", mostly {m}");
+            }
+            d
+        };
+        let _ = writeln!(s, "  {verdict}  {:width$}  {detail}", rule.name);
+        for ex in &rule.examples {
+            let line = ex.line.map(|l| format!(" (line {l})")).unwrap_or_default();
+            let _ = writeln!(s, "          row {}{line}: {}", ex.row, ex.value);
+        }
+    }
+    let failed = r.rules.iter().filter(|x| !x.success).count();
+    if failed == 0 {
+        let _ = write!(s, "PASSED: all {} rules", r.rules.len());
+    } else {
+        let _ = write!(s, "FAILED: {failed} of {} rules", r.rules.len());
+    }
+    match &r.quarantine {
+        Some(q) => {
+            let _ = writeln!(
+                s,
+                "; {} rows quarantined to {q}",
+                thousands(r.quarantined_rows)
+            );
+        }
+        None => s.push('\n'),
+    }
+    s
+}
+
+fn profile_table(name: &str, table: &Table) -> anyhow::Result<kiln_data::profile::Profile> {
+    let mut p = kiln_data::profile::profile(&table.df)
+        .with_context(|| format!("cannot profile dataset `{name}`"))?;
+    // The frame holds categorical columns as text; the schema knows which they are.
+    for c in &mut p.columns {
+        if let Some(t) = table.dtype_of(&c.name) {
+            c.dtype = t;
+        }
+    }
+    Ok(p)
+}
+
+fn profile(ctx: &Ctx, a: ProfileArgs) -> anyhow::Result<ExitCode> {
+    let name = &a.src.name;
+    let table = ctx.read(name, a.src.source.as_deref())?;
+    let p = profile_table(name, &table)?;
+    let json = serde_json::to_string(&p)?;
+    ctx.record(name, &table)?;
+    ctx.rt.block_on(
+        ctx.store()?
+            .set_dataset_profile(name, &table.digest, json.clone()),
+    )?;
+    if let Some(out) = &a.out {
+        kiln_data::fsutil::write_bytes(out, json.as_bytes())?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", render_profile(name, &p));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn infer(ctx: &Ctx, a: SourceArgs) -> anyhow::Result<ExitCode> {
+    let table = ctx.read(&a.name, a.source.as_deref())?;
+    let p = profile_table(&a.name, &table)?;
+    let rules = kiln_data::infer::propose(&p);
+    print!("{}", kiln_data::infer::to_toml(&a.name, &rules));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn register(ctx: &Ctx, a: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let name = &a.src.name;
+    let table = ctx.read(name, a.src.source.as_deref())?;
+    let p = profile_table(name, &table)?;
+    let version = ctx.record(name, &table)?;
+    let store = ctx.store()?;
+    ctx.rt
+        .block_on(store.set_dataset_profile(name, &table.digest, serde_json::to_string(&p)?))?;
+    if let Some(run_id) = &a.run_id {
+        let input = mlflow_input(name, &table, &a.context);
+        ctx.rt
+            .block_on(store.log_inputs(run_id, vec![input], vec![]))
+            .with_context(|| format!("cannot log dataset `{name}` as an input of run {run_id}"))?;
+    }
+    println!(
+        "dataset {name} v{}  digest {}  {} rows{}",
+        version.version,
+        version.digest,
+        thousands(version.row_count as u64),
+        a.run_id
+            .as_ref()
+            .map(|r| format!("  logged to run {r}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The MLflow dataset input for a table: MLflow's column-spec schema and a small profile.
+pub fn mlflow_input(name: &str, table: &Table, context: &str) -> DatasetInput {
+    let colspec: Vec<serde_json::Value> = table
+        .schema
+        .iter()
+        .map(|c| {
+            let t = match c.dtype {
+                kiln_transform::DType::Int => "long",
+                kiln_transform::DType::Float => "double",
+                kiln_transform::DType::Bool => "boolean",
+                kiln_transform::DType::String | kiln_transform::DType::Categorical => "string",
+                kiln_transform::DType::Date | kiln_transform::DType::Timestamp => "datetime",
+            };
+            serde_json::json!({"type": t, "name": c.name, "required": false})
+        })
+        .collect();
+    let source_type = if table.source.starts_with("s3://") {
+        "s3"
+    } else {
+        "local"
+    };
+    DatasetInput {
+        tags: vec![KeyValue {
+            key: "mlflow.data.context".into(),
+            value: context.to_string(),
+        }],
+        dataset: Dataset {
+            name: name.to_string(),
+            digest: table.digest.clone(),
+            source_type: source_type.into(),
+            source: serde_json::json!({"uri": table.source}).to_string(),
+            schema: Some(serde_json::json!({"mlflow_colspec": colspec}).to_string()),
+            profile: Some(
+                serde_json::json!({"num_rows": table.rows(), "num_elements": table.rows() * table.df.width()})
+                    .to_string(),
+            ),
+        },
+    }
+}
+
+fn versions(ctx: &Ctx, a: VersionsArgs) -> anyhow::Result<ExitCode> {
+    let store = ctx.store()?;
+    let list = ctx.rt.block_on(store.list_dataset_versions(&a.name))?;
+    if a.json {
+        let out: Vec<serde_json::Value> = list
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "name": v.name,
+                    "version": v.version,
+                    "digest": v.digest,
+                    "source": v.source,
+                    "format": v.format,
+                    "rows": v.row_count,
+                    "bytes": v.bytes,
+                    "schema": serde_json::from_str::<serde_json::Value>(&v.schema_json).unwrap_or_default(),
+                    "profiled": v.profile_json.is_some(),
+                    "validation": v.validation_json.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
+                    "created_at": v.created_at,
+                    "last_seen_at": v.last_seen_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        if ctx.project.file.data.contains_key(&a.name) {
+            println!(
+                "dataset {} has no recorded versions yet (`kiln data validate {}` or `kiln data register {}` records one)",
+                a.name, a.name, a.name
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!("no dataset `{}` has been recorded", a.name);
+    }
+    println!(
+        "{:>4}  {:12}  {:>10}  {:24}  {:10}  SOURCE",
+        "VER", "DIGEST", "ROWS", "CREATED (UTC)", "VALIDATED"
+    );
+    for v in &list {
+        let validated = match v
+            .validation_json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        {
+            Some(j) if j["success"] == true => "passed",
+            Some(_) => "FAILED",
+            None => "-",
+        };
+        println!(
+            "{:>4}  {:12}  {:>10}  {:24}  {:10}  {}",
+            format!("v{}", v.version),
+            short(&v.digest),
+            thousands(v.row_count as u64),
+            utc(v.created_at),
+            validated,
+            v.source
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS`.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Reads a dataset and, when it declares expectations, validates it: a failed rule stops the
+/// build; rows that broke a rule are quarantined and left out.
+fn checked_input(
+    ctx: &Ctx,
+    name: &str,
+) -> anyhow::Result<(Table, Option<kiln_data::expect::Mask>)> {
+    let cfg = ctx.project.dataset(name)?;
+    let table = ctx.read(name, None)?;
+    ctx.record(name, &table)?;
+    if cfg.expect.is_empty() {
+        return Ok((table, None));
+    }
+    let mut v = kiln_data::expect::validate(name, &table, &cfg.expect)?;
+    let mut note = String::new();
+    if v.quarantine.height() > 0 {
+        let path = ctx
+            .args
+            .data_dir
+            .join("quarantine")
+            .join(name)
+            .join(format!("{}.csv", &table.digest[..16]));
+        kiln_data::expect::write_quarantine_csv(&mut v.quarantine, &path)?;
+        note = format!(
+            "; {} rows quarantined to {}",
+            thousands(v.report.quarantined_rows),
+            path.display()
+        );
+        v.report.quarantine = Some(path.display().to_string());
+    }
+    let summary = serde_json::json!({
+        "success": v.report.success,
+        "failed_rules": v.report.rules.iter().filter(|r| !r.success).map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "rules": v.report.rules.len(),
+        "quarantined_rows": v.report.quarantined_rows,
+        "validated_at": kiln_store::now_ms(),
+    });
+    ctx.rt.block_on(ctx.store()?.set_dataset_validation(
+        name,
+        &table.digest,
+        summary.to_string(),
+    ))?;
+    if !v.report.success {
+        let version = ctx.record(name, &table)?;
+        eprint!("{}", render_report(&v.report, version.version));
+        bail!("dataset `{name}` failed validation; the feature build stops here");
+    }
+    eprintln!(
+        "validated {name}: {} rules passed on {} rows{note}",
+        v.report.rules.len(),
+        thousands(v.report.rows)
+    );
+    Ok((table, Some(v.failed_mask)))
+}
+
+fn features(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
+    let name = &a.name;
+    let cfg = ctx.project.feature_set(name)?.clone();
+    let (source, source_mask) = checked_input(ctx, &cfg.source)?;
+    let mut joined = Vec::new();
+    for j in &cfg.join {
+        joined.push((j.dataset.clone(), checked_input(ctx, &j.dataset)?));
+    }
+    let mut digests: Vec<(&str, &str)> = vec![(cfg.source.as_str(), source.digest.as_str())];
+    for (n, (t, _)) in &joined {
+        digests.push((n.as_str(), t.digest.as_str()));
+    }
+    let build_digest = kiln_data::features::build_digest(name, &cfg, &digests);
+    let out = a.out.clone().unwrap_or_else(|| {
+        ctx.args
+            .data_dir
+            .join("features")
+            .join(name)
+            .join(&build_digest[..16])
+    });
+    if !a.force && out.join("build.json").is_file() && out.join("features.parquet").is_file() {
+        let summary: kiln_data::features::BuildSummary =
+            serde_json::from_slice(&std::fs::read(out.join("build.json"))?)
+                .context("cannot read the previous build's summary")?;
+        if summary.build_digest == build_digest {
+            print_build(&summary, &out, a.json, true)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let inputs: Vec<kiln_data::features::Input<'_>> = joined
+        .iter()
+        .map(|(n, (t, m))| kiln_data::features::Input {
+            name: n,
+            table: t,
+            excluded: m.as_ref(),
+        })
+        .collect();
+    let mut output = kiln_data::features::build(
+        name,
+        &cfg,
+        kiln_data::features::Input {
+            name: &cfg.source,
+            table: &source,
+            excluded: source_mask.as_ref(),
+        },
+        &inputs,
+    )
+    .with_context(|| format!("cannot build feature set `{name}`"))?;
+    kiln_data::features::write_output(&mut output, &out)
+        .with_context(|| format!("cannot write feature set `{name}` to {}", out.display()))?;
+    // The feature table is itself a dataset version, so runs can log it as their input.
+    let table_path = out.join("features.parquet");
+    let digest = kiln_data::read::file_digest(&table_path)?;
+    let store = ctx.store()?;
+    ctx.rt.block_on(
+        store.record_dataset_version(DatasetVersionInput {
+            name: format!("features.{name}"),
+            digest,
+            source: table_path.display().to_string(),
+            format: "parquet".into(),
+            schema_json: serde_json::to_string(&kiln_data::features::schema_of(&output.table))?,
+            row_count: output.table.height() as i64,
+            bytes: std::fs::metadata(&table_path)
+                .map(|m| m.len() as i64)
+                .unwrap_or(0),
+        }),
+    )?;
+    print_build(&output.summary, &out, a.json, false)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_build(
+    s: &kiln_data::features::BuildSummary,
+    out: &Path,
+    json: bool,
+    reused: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(s)?;
+        v["output"] = serde_json::json!(out.display().to_string());
+        v["reused"] = serde_json::json!(reused);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "feature set {} {}  build {}",
+        s.name,
+        if reused { "up to date" } else { "built" },
+        short(&s.build_digest)
+    );
+    println!(
+        "  source {} ({} rows, digest {})",
+        s.source,
+        thousands(s.rows_in),
+        short(&s.source_digest)
+    );
+    for j in &s.joins {
+        println!(
+            "  as-of join {} (digest {}): {} rows matched, {} without a match",
+            j.dataset,
+            short(&j.digest),
+            thousands(j.matched),
+            thousands(j.unmatched)
+        );
+    }
+    println!(
+        "  left out: {} quarantined, {} without a label, {} outside the split range",
+        thousands(s.quarantined),
+        thousands(s.unlabeled),
+        thousands(s.outside_split)
+    );
+    println!(
+        "  split: train {}  valid {}  test {}",
+        thousands(s.train),
+        thousands(s.valid),
+        thousands(s.test)
+    );
+    println!(
+        "  label {}; {} features: {}",
+        s.label,
+        s.features.len(),
+        s.features.join(", ")
+    );
+    println!(
+        "  wrote {}/{{features.parquet, spec.json, build.json}}",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The human table of a profile: one line per column.
+fn render_profile(name: &str, p: &kiln_data::profile::Profile) -> String {
+    use std::fmt::Write;
+    fn num(v: &Option<kiln_data::config::SetValue>) -> String {
+        use kiln_data::config::SetValue;
+        match v {
+            None => "-".into(),
+            Some(SetValue::Int(i)) => i.to_string(),
+            Some(SetValue::Float(f)) => format!("{f:.4}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string(),
+            Some(SetValue::Bool(b)) => b.to_string(),
+            Some(SetValue::Str(s)) => s.clone(),
+        }
+    }
+    fn f(v: Option<f64>) -> String {
+        match v {
+            Some(x) if x.abs() >= 1e6 || (x != 0.0 && x.abs() < 1e-3) => format!("{x:.3e}"),
+            Some(x) => format!("{x:.3}"),
+            None => "-".into(),
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "dataset {name}: {} rows, {} columns",
+        thousands(p.rows),
+        p.columns.len()
+    );
+    let w = p
+        .columns
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        s,
+        "{:w$}  {:11}  {:>9}  {:>7}  {:>9}  {:>20}  {:>20}  {:>10}  {:>10}  {:>10}  TOP",
+        "COLUMN", "TYPE", "COUNT", "NULLS", "DISTINCT", "MIN", "MAX", "MEAN", "STD", "MEDIAN"
+    );
+    for c in &p.columns {
+        let median = c.quantiles.as_ref().and_then(|q| q.get("0.5").copied());
+        let top = c
+            .top_values
+            .as_ref()
+            .map(|t| {
+                t.iter()
+                    .take(3)
+                    .map(|v| format!("{} ({})", num(&Some(v.value.clone())), thousands(v.count)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "{:w$}  {:11}  {:>9}  {:>7}  {:>9}  {:>20}  {:>20}  {:>10}  {:>10}  {:>10}  {top}",
+            c.name,
+            c.dtype.as_str(),
+            thousands(c.count),
+            thousands(c.nulls + c.nan.unwrap_or(0)),
+            format!(
+                "{}{}",
+                if c.distinct_exact { "" } else { "~" },
+                thousands(c.distinct)
+            ),
+            num(&c.min),
+            num(&c.max),
+            f(c.mean),
+            f(c.std),
+            f(median),
+        );
+    }
+    s
+}

@@ -1,0 +1,141 @@
+//! `kiln.toml`: the project file. Parsed strictly (unknown sections and fields are errors
+//! naming their line and column), with paths resolved against the file's directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use kiln_data::config::{DatasetConfig, FeatureConfig};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KilnToml {
+    #[serde(default)]
+    pub project: ProjectSection,
+    #[serde(default)]
+    pub data: BTreeMap<String, DatasetConfig>,
+    #[serde(default)]
+    pub features: BTreeMap<String, FeatureConfig>,
+}
+
+/// A parsed project file and where it lives.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub file: KilnToml,
+}
+
+impl Project {
+    pub fn load(path: &Path) -> anyhow::Result<Project> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the project file {} (give another with --config or KILN_CONFIG)",
+                path.display()
+            )
+        })?;
+        let file = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Project {
+            path: path.to_path_buf(),
+            dir,
+            file,
+        })
+    }
+
+    pub fn dataset(&self, name: &str) -> anyhow::Result<&DatasetConfig> {
+        match self.file.data.get(name) {
+            Some(d) => Ok(d),
+            None => bail!(
+                "{}: no dataset `{name}` (declared: {})",
+                self.path.display(),
+                list(self.file.data.keys())
+            ),
+        }
+    }
+
+    pub fn feature_set(&self, name: &str) -> anyhow::Result<&FeatureConfig> {
+        match self.file.features.get(name) {
+            Some(d) => Ok(d),
+            None => bail!(
+                "{}: no feature pipeline `{name}` (declared: {})",
+                self.path.display(),
+                list(self.file.features.keys())
+            ),
+        }
+    }
+
+    /// A source as written in the project file: URLs stay, relative paths are taken from the
+    /// file's directory.
+    pub fn resolve_source(&self, source: &str) -> String {
+        if source.contains("://") || Path::new(source).is_absolute() {
+            source.to_string()
+        } else {
+            self.dir.join(source).display().to_string()
+        }
+    }
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Parses project text; errors carry TOML's line and column.
+pub fn parse(text: &str) -> Result<KilnToml, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_name_line_and_column() {
+        let e = parse("[data.a]\nsource = \"x.csv\"\nsorce = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("sorce"), "{e}");
+        let e = parse(
+            "[data.a]\nsource = \"x.csv\"\n[[data.a.expect]]\nrule = \"not_nul\"\ncolumn = \"c\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not_nul"), "{e}");
+        assert!(e.contains("line 3") || e.contains("line 4"), "{e}");
+        let e = parse("[data.a]\nsource = \"x.csv\"\n[[data.a.expect]]\nrule = \"between\"\ncolumn = \"c\"\nmostly = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mostly"), "{e}");
+        let e = parse("[dat.a]\n").unwrap_err().to_string();
+        assert!(e.contains("dat"), "{e}");
+    }
+
+    #[test]
+    fn great_expectations_names_are_accepted() {
+        let t = parse(
+            "[data.a]\nsource = \"x.csv\"\n[[data.a.expect]]\nrule = \"expect_column_values_to_not_be_null\"\ncolumn = \"c\"\nmostly = 0.9\n",
+        )
+        .unwrap();
+        let e = &t.data["a"].expect[0];
+        assert_eq!(e.rule.kind(), "not_null");
+        assert_eq!(e.mostly, Some(0.9));
+    }
+}
