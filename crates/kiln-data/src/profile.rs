@@ -18,7 +18,7 @@
 //! quantiles, sketch, histogram) are over epoch seconds, which `unit` says.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use kiln_transform::DType;
 use kiln_transform::time::{format_date, format_timestamp, parse_date, parse_timestamp};
@@ -803,8 +803,9 @@ type StrCounts<'a> = HashMap<StrKey<'a>, u64, std::hash::BuildHasherDefault<Pass
 /// Occurrences of each non-null string.
 fn count_strings(ca: &StringChunked) -> StrCounts<'_> {
     let mut counts = StrCounts::default();
+    let no_nulls = ca.null_count() == 0;
     for arr in ca.downcast_iter() {
-        if arr.null_count() == 0 {
+        if no_nulls {
             for s in arr.values_iter() {
                 *counts.entry(StrKey::new(s)).or_insert(0) += 1;
             }

@@ -84,10 +84,10 @@ impl Table {
         let mut rec = csv::ByteRecord::new();
         let mut i = 0usize;
         while let Ok(true) = rdr.read_byte_record(&mut rec) {
-            if rows.contains(&i) {
-                if let Some(p) = rec.position() {
-                    out.insert(i, p.line());
-                }
+            if rows.contains(&i)
+                && let Some(p) = rec.position()
+            {
+                out.insert(i, p.line());
             }
             if i >= last {
                 break;

@@ -8,8 +8,11 @@ use anyhow::{Context, bail};
 use kiln_data::config::{DatasetConfig, FeatureConfig};
 use serde::Deserialize;
 
+/// `[project]`: parsed (and so checked) now; read by the commands that report on the whole
+/// project.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub struct ProjectSection {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -19,6 +22,7 @@ pub struct ProjectSection {
 #[serde(deny_unknown_fields)]
 pub struct KilnToml {
     #[serde(default)]
+    #[allow(dead_code)]
     pub project: ProjectSection,
     #[serde(default)]
     pub data: BTreeMap<String, DatasetConfig>,

@@ -225,7 +225,7 @@ impl Ctx {
             out.flush()?;
             anyhow::Ok(())
         })?;
-        Ok(LocalSource::Temp(tmp, path))
+        Ok(LocalSource::Temp { _dir: tmp, path })
     }
 
     /// Records the table as a version of dataset `name`.
@@ -246,14 +246,18 @@ impl Ctx {
 
 enum LocalSource {
     Path(PathBuf),
-    Temp(tempfile::TempDir, PathBuf),
+    /// A download; the directory is removed when this is dropped.
+    Temp {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
 }
 
 impl LocalSource {
     fn path(&self) -> &Path {
         match self {
             LocalSource::Path(p) => p,
-            LocalSource::Temp(_, p) => p,
+            LocalSource::Temp { path, .. } => path,
         }
     }
 }
@@ -540,9 +544,10 @@ fn versions(ctx: &Ctx, a: VersionsArgs) -> anyhow::Result<ExitCode> {
             Some(_) => "FAILED",
             None => "-",
         };
+        let ver = format!("v{}", v.version);
         println!(
             "{:>4}  {:12}  {:>10}  {:24}  {:10}  {}",
-            format!("v{}", v.version),
+            ver,
             short(&v.digest),
             thousands(v.row_count as u64),
             utc(v.created_at),
@@ -816,6 +821,8 @@ fn render_profile(name: &str, p: &kiln_data::profile::Profile) -> String {
                     .join(", ")
             })
             .unwrap_or_default();
+        let approx = if c.distinct_exact { "" } else { "~" };
+        let distinct = format!("{approx}{}", thousands(c.distinct));
         let _ = writeln!(
             s,
             "{:w$}  {:11}  {:>9}  {:>7}  {:>9}  {:>20}  {:>20}  {:>10}  {:>10}  {:>10}  {top}",
@@ -823,11 +830,7 @@ fn render_profile(name: &str, p: &kiln_data::profile::Profile) -> String {
             c.dtype.as_str(),
             thousands(c.count),
             thousands(c.nulls + c.nan.unwrap_or(0)),
-            format!(
-                "{}{}",
-                if c.distinct_exact { "" } else { "~" },
-                thousands(c.distinct)
-            ),
+            distinct,
             num(&c.min),
             num(&c.max),
             f(c.mean),
