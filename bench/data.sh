@@ -183,6 +183,13 @@ if [[ -z $KILN_SKIP ]]; then
 fi
 
 # ---------------------------------------------------------------- report
+# What exactly was measured: the binary's own version line and build time, and the source tree.
+KILN_VERSION=n/a
+KILN_BUILT=n/a
+if [[ -z $KILN_SKIP ]]; then
+  KILN_VERSION=$("$KILN_BIN" --version 2>&1 | head -1 || true)
+  KILN_BUILT=$(date -u -r "$KILN_BIN" '+%Y-%m-%d %H:%M UTC')
+fi
 "$PY" - "$WORK/meta.json" <<PY
 import json, sys
 json.dump({
@@ -191,6 +198,9 @@ json.dump({
     "sha256": "$PARQUET_SHA256",
     "kiln_bin": "${KILN_BIN#"$ROOT"/}",
     "kiln_profile": "$KILN_PROFILE",
+    "kiln_version": """$KILN_VERSION""",
+    "kiln_built": "$KILN_BUILT",
+    "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null || echo ' + uncommitted changes')",
     "kiln_skip": """$KILN_SKIP""",
     "machine": "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)",
     "load_start": "$LOAD_START",
