@@ -102,6 +102,28 @@ fn fixture() -> Fixture {
     }
 }
 
+/// Builds feature set `f` of the fixture, leaving out the `excluded` event rows.
+fn build_f(
+    f: &Fixture,
+    cfg: &FeatureConfig,
+    excluded: Option<&BooleanChunked>,
+) -> kiln_data::Result<kiln_data::features::FeatureOutput> {
+    build(
+        "f",
+        cfg,
+        Input {
+            name: "events",
+            table: &f.events,
+            excluded,
+        },
+        &[Input {
+            name: "sensor",
+            table: &f.sensor,
+            excluded: None,
+        }],
+    )
+}
+
 fn by_id(df: &DataFrame, id: i64, column: &str) -> Option<f64> {
     let ids = df.column("id").unwrap().i64().unwrap();
     let i = ids.iter().position(|v| v == Some(id)).expect("id present");
@@ -113,21 +135,7 @@ fn by_id(df: &DataFrame, id: i64, column: &str) -> Option<f64> {
 #[test]
 fn as_of_join_never_takes_a_feature_stamped_after_the_row() {
     let f = fixture();
-    let out = build(
-        "f",
-        &f.project.features["f"],
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .unwrap();
+    let out = build_f(&f, &f.project.features["f"], None).unwrap();
     let t = &out.table;
     // Event 1 (a, 10:00): the reading stamped exactly 10:00 is known; the one a second later
     // (999) is the future and must not be used.
@@ -190,21 +198,7 @@ fn as_of_join_never_takes_a_feature_stamped_after_the_row() {
 #[test]
 fn encodings_are_learned_on_the_training_split_only() {
     let f = fixture();
-    let out = build(
-        "f",
-        &f.project.features["f"],
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .unwrap();
+    let out = build_f(&f, &f.project.features["f"], None).unwrap();
     // `z` appears only in the validation split: no column for it, and its row is all zeros.
     assert_eq!(
         out.spec.outputs,
@@ -225,21 +219,7 @@ fn quarantined_rows_are_left_out_and_counted() {
         "m".into(),
         &[true, false, false, false, false, false, false, false],
     );
-    let out = build(
-        "f",
-        &f.project.features["f"],
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: Some(&mask),
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .unwrap();
+    let out = build_f(&f, &f.project.features["f"], Some(&mask)).unwrap();
     assert_eq!(out.summary.quarantined, 1);
     assert_eq!(out.summary.train, 3);
 }
@@ -247,21 +227,7 @@ fn quarantined_rows_are_left_out_and_counted() {
 #[test]
 fn output_is_all_or_nothing() {
     let f = fixture();
-    let mut out = build(
-        "f",
-        &f.project.features["f"],
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .unwrap();
+    let mut out = build_f(&f, &f.project.features["f"], None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("build");
     write_output(&mut out, &target).unwrap();
@@ -285,66 +251,18 @@ fn bad_pipelines_get_clear_errors() {
     let f = fixture();
     let mut cfg = f.project.features["f"].clone();
     cfg.encode.clear();
-    let e = build(
-        "f",
-        &cfg,
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = build_f(&f, &cfg, None).err().unwrap().to_string();
     assert!(e.contains("feature `kind` is string"), "{e}");
     assert!(e.contains("encode"), "{e}");
 
     let mut cfg = f.project.features["f"].clone();
     cfg.join[0].tolerance = "1 fortnight".into();
-    let e = build(
-        "f",
-        &cfg,
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = build_f(&f, &cfg, None).err().unwrap().to_string();
     assert!(e.contains("tolerance"), "{e}");
 
     let mut cfg = f.project.features["f"].clone();
     cfg.derive[0].expr = "hour(nope)".into();
-    let e = build(
-        "f",
-        &cfg,
-        Input {
-            name: "events",
-            table: &f.events,
-            excluded: None,
-        },
-        &[Input {
-            name: "sensor",
-            table: &f.sensor,
-            excluded: None,
-        }],
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = build_f(&f, &cfg, None).err().unwrap().to_string();
     assert!(e.contains("nope"), "{e}");
 }
 

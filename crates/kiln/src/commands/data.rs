@@ -128,7 +128,7 @@ pub fn run(args: DataArgs) -> anyhow::Result<ExitCode> {
         DataCommand::Infer(a) => infer(&ctx, a),
         DataCommand::Register(a) => register(&ctx, a),
         DataCommand::Versions(a) => versions(&ctx, a),
-        DataCommand::Features(a) => features(&ctx, a),
+        DataCommand::Features(a) => super::features::run(&ctx, a),
     }
 }
 
@@ -242,6 +242,43 @@ impl Ctx {
         };
         Ok(self.rt.block_on(store.record_dataset_version(input))?)
     }
+    /// Validates `table` against dataset `name`'s expectations, records the version and its
+    /// verdict, and writes the failing rows to `quarantine` (default
+    /// DATA_DIR/quarantine/NAME/DIGEST.csv).
+    pub fn validate(
+        &self,
+        name: &str,
+        table: &Table,
+        quarantine: Option<PathBuf>,
+    ) -> anyhow::Result<(kiln_data::expect::Validation, DatasetVersion)> {
+        let cfg = self.project.dataset(name)?;
+        let mut v = kiln_data::expect::validate(name, table, &cfg.expect)?;
+        let version = self.record(name, table)?;
+        if v.quarantine.height() > 0 {
+            let path = quarantine.unwrap_or_else(|| {
+                self.args
+                    .data_dir
+                    .join("quarantine")
+                    .join(name)
+                    .join(format!("{}.csv", &table.digest[..16]))
+            });
+            kiln_data::expect::write_quarantine_csv(&mut v.quarantine, &path)?;
+            v.report.quarantine = Some(path.display().to_string());
+        }
+        let summary = serde_json::json!({
+            "success": v.report.success,
+            "failed_rules": v.report.rules.iter().filter(|r| !r.success).map(|r| r.name.clone()).collect::<Vec<_>>(),
+            "rules": v.report.rules.len(),
+            "quarantined_rows": v.report.quarantined_rows,
+            "validated_at": kiln_store::now_ms(),
+        });
+        self.rt.block_on(self.store()?.set_dataset_validation(
+            name,
+            &table.digest,
+            summary.to_string(),
+        ))?;
+        Ok((v, version))
+    }
 }
 
 enum LocalSource {
@@ -272,31 +309,7 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let table = ctx.read(name, a.src.source.as_deref())?;
-    let mut v = kiln_data::expect::validate(name, &table, &cfg.expect)?;
-    let version = ctx.record(name, &table)?;
-    if v.quarantine.height() > 0 {
-        let path = a.quarantine.clone().unwrap_or_else(|| {
-            ctx.args
-                .data_dir
-                .join("quarantine")
-                .join(name)
-                .join(format!("{}.csv", &table.digest[..16]))
-        });
-        kiln_data::expect::write_quarantine_csv(&mut v.quarantine, &path)?;
-        v.report.quarantine = Some(path.display().to_string());
-    }
-    let summary = serde_json::json!({
-        "success": v.report.success,
-        "failed_rules": v.report.rules.iter().filter(|r| !r.success).map(|r| r.name.clone()).collect::<Vec<_>>(),
-        "rules": v.report.rules.len(),
-        "quarantined_rows": v.report.quarantined_rows,
-        "validated_at": kiln_store::now_ms(),
-    });
-    ctx.rt.block_on(ctx.store()?.set_dataset_validation(
-        name,
-        &table.digest,
-        summary.to_string(),
-    ))?;
+    let (v, version) = ctx.validate(name, &table, a.quarantine.clone())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v.report)?);
     } else {
@@ -309,11 +322,11 @@ fn validate(ctx: &Ctx, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn short(d: &str) -> &str {
+pub(super) fn short(d: &str) -> &str {
     &d[..d.len().min(12)]
 }
 
-fn thousands(n: u64) -> String {
+pub(super) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -580,190 +593,6 @@ pub fn utc(ms: i64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Reads a dataset and, when it declares expectations, validates it: a failed rule stops the
-/// build; rows that broke a rule are quarantined and left out.
-fn checked_input(
-    ctx: &Ctx,
-    name: &str,
-) -> anyhow::Result<(Table, Option<kiln_data::expect::Mask>)> {
-    let cfg = ctx.project.dataset(name)?;
-    let table = ctx.read(name, None)?;
-    ctx.record(name, &table)?;
-    if cfg.expect.is_empty() {
-        return Ok((table, None));
-    }
-    let mut v = kiln_data::expect::validate(name, &table, &cfg.expect)?;
-    let mut note = String::new();
-    if v.quarantine.height() > 0 {
-        let path = ctx
-            .args
-            .data_dir
-            .join("quarantine")
-            .join(name)
-            .join(format!("{}.csv", &table.digest[..16]));
-        kiln_data::expect::write_quarantine_csv(&mut v.quarantine, &path)?;
-        note = format!(
-            "; {} rows quarantined to {}",
-            thousands(v.report.quarantined_rows),
-            path.display()
-        );
-        v.report.quarantine = Some(path.display().to_string());
-    }
-    let summary = serde_json::json!({
-        "success": v.report.success,
-        "failed_rules": v.report.rules.iter().filter(|r| !r.success).map(|r| r.name.clone()).collect::<Vec<_>>(),
-        "rules": v.report.rules.len(),
-        "quarantined_rows": v.report.quarantined_rows,
-        "validated_at": kiln_store::now_ms(),
-    });
-    ctx.rt.block_on(ctx.store()?.set_dataset_validation(
-        name,
-        &table.digest,
-        summary.to_string(),
-    ))?;
-    if !v.report.success {
-        let version = ctx.record(name, &table)?;
-        eprint!("{}", render_report(&v.report, version.version));
-        bail!("dataset `{name}` failed validation; the feature build stops here");
-    }
-    eprintln!(
-        "validated {name}: {} rules passed on {} rows{note}",
-        v.report.rules.len(),
-        thousands(v.report.rows)
-    );
-    Ok((table, Some(v.failed_mask)))
-}
-
-fn features(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
-    let name = &a.name;
-    let cfg = ctx.project.feature_set(name)?.clone();
-    let (source, source_mask) = checked_input(ctx, &cfg.source)?;
-    let mut joined = Vec::new();
-    for j in &cfg.join {
-        joined.push((j.dataset.clone(), checked_input(ctx, &j.dataset)?));
-    }
-    let mut digests: Vec<(&str, &str)> = vec![(cfg.source.as_str(), source.digest.as_str())];
-    for (n, (t, _)) in &joined {
-        digests.push((n.as_str(), t.digest.as_str()));
-    }
-    let build_digest = kiln_data::features::build_digest(name, &cfg, &digests);
-    let out = a.out.clone().unwrap_or_else(|| {
-        ctx.args
-            .data_dir
-            .join("features")
-            .join(name)
-            .join(&build_digest[..16])
-    });
-    if !a.force && out.join("build.json").is_file() && out.join("features.parquet").is_file() {
-        let summary: kiln_data::features::BuildSummary =
-            serde_json::from_slice(&std::fs::read(out.join("build.json"))?)
-                .context("cannot read the previous build's summary")?;
-        if summary.build_digest == build_digest {
-            print_build(&summary, &out, a.json, true)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-    }
-    let inputs: Vec<kiln_data::features::Input<'_>> = joined
-        .iter()
-        .map(|(n, (t, m))| kiln_data::features::Input {
-            name: n,
-            table: t,
-            excluded: m.as_ref(),
-        })
-        .collect();
-    let mut output = kiln_data::features::build(
-        name,
-        &cfg,
-        kiln_data::features::Input {
-            name: &cfg.source,
-            table: &source,
-            excluded: source_mask.as_ref(),
-        },
-        &inputs,
-    )
-    .with_context(|| format!("cannot build feature set `{name}`"))?;
-    kiln_data::features::write_output(&mut output, &out)
-        .with_context(|| format!("cannot write feature set `{name}` to {}", out.display()))?;
-    // The feature table is itself a dataset version, so runs can log it as their input.
-    let table_path = out.join("features.parquet");
-    let digest = kiln_data::read::file_digest(&table_path)?;
-    let store = ctx.store()?;
-    ctx.rt.block_on(
-        store.record_dataset_version(DatasetVersionInput {
-            name: format!("features.{name}"),
-            digest,
-            source: table_path.display().to_string(),
-            format: "parquet".into(),
-            schema_json: serde_json::to_string(&kiln_data::features::schema_of(&output.table))?,
-            row_count: output.table.height() as i64,
-            bytes: std::fs::metadata(&table_path)
-                .map(|m| m.len() as i64)
-                .unwrap_or(0),
-        }),
-    )?;
-    print_build(&output.summary, &out, a.json, false)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn print_build(
-    s: &kiln_data::features::BuildSummary,
-    out: &Path,
-    json: bool,
-    reused: bool,
-) -> anyhow::Result<()> {
-    if json {
-        let mut v = serde_json::to_value(s)?;
-        v["output"] = serde_json::json!(out.display().to_string());
-        v["reused"] = serde_json::json!(reused);
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!(
-        "feature set {} {}  build {}",
-        s.name,
-        if reused { "up to date" } else { "built" },
-        short(&s.build_digest)
-    );
-    println!(
-        "  source {} ({} rows, digest {})",
-        s.source,
-        thousands(s.rows_in),
-        short(&s.source_digest)
-    );
-    for j in &s.joins {
-        println!(
-            "  as-of join {} (digest {}): {} rows matched, {} without a match",
-            j.dataset,
-            short(&j.digest),
-            thousands(j.matched),
-            thousands(j.unmatched)
-        );
-    }
-    println!(
-        "  left out: {} quarantined, {} without a label, {} outside the split range",
-        thousands(s.quarantined),
-        thousands(s.unlabeled),
-        thousands(s.outside_split)
-    );
-    println!(
-        "  split: train {}  valid {}  test {}",
-        thousands(s.train),
-        thousands(s.valid),
-        thousands(s.test)
-    );
-    println!(
-        "  label {}; {} features: {}",
-        s.label,
-        s.features.len(),
-        s.features.join(", ")
-    );
-    println!(
-        "  wrote {}/{{features.parquet, spec.json, build.json}}",
-        out.display()
-    );
-    Ok(())
 }
 
 /// The human table of a profile: one line per column.
