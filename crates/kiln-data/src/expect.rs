@@ -140,16 +140,20 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
         results.push(r);
     }
 
+    let t0 = Instant::now();
     let fails = if fail_exprs.is_empty() {
         DataFrame::empty()
     } else {
         df.clone().lazy().select(fail_exprs).collect()?
     };
+    tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "row rules");
+    let t0 = Instant::now();
     let aggs = if agg_exprs.is_empty() {
         DataFrame::empty()
     } else {
         df.clone().lazy().select(agg_exprs).collect()?
     };
+    tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "aggregate rules");
 
     let mut example_rows: BTreeSet<usize> = BTreeSet::new();
     let mut example_idx: Vec<Vec<usize>> = vec![vec![]; expectations.len()];
@@ -219,7 +223,9 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
         }
     }
 
+    let t0 = Instant::now();
     let (quarantine, failed_mask) = quarantine_rows(table, &fails, &fail_of, &names)?;
+    tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "quarantine rows");
     let success = results.iter().all(|r| r.success);
     let report = ValidationReport {
         dataset: name.to_string(),

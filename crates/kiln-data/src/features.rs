@@ -477,6 +477,26 @@ pub fn build(
     })
 }
 
+/// The file of a build holding [`training_profile`].
+pub const PROFILE_FILE: &str = "profile.json";
+
+/// The profile of the raw input columns (what a serving request carries) over the training
+/// split: the reference that drift in production is measured against.
+pub fn training_profile(out: &FeatureOutput) -> Result<crate::profile::Profile> {
+    let train = out.table.column(SPLIT_COLUMN)?.str()?.equal("train");
+    let rows = out.raw.filter(&train)?;
+    let schema: Vec<ColumnType> = out
+        .spec
+        .inputs
+        .iter()
+        .map(|c| ColumnType {
+            name: c.name.clone(),
+            dtype: c.dtype,
+        })
+        .collect();
+    Ok(crate::profile::profile_with_schema(&rows, &schema)?)
+}
+
 /// Writes `features.parquet`, `spec.json` and `build.json` into `dir`, all or nothing: they
 /// are written into a temporary directory beside it, which is renamed into place at the end.
 pub fn write_output(out: &mut FeatureOutput, dir: &Path) -> Result<()> {
@@ -502,6 +522,9 @@ pub fn write_output(out: &mut FeatureOutput, dir: &Path) -> Result<()> {
     let summary =
         serde_json::to_vec_pretty(&out.summary).map_err(|e| DataError::config(e.to_string()))?;
     crate::fsutil::write_bytes(&tmp.path().join("build.json"), &summary)?;
+    let profile = serde_json::to_vec(&training_profile(out)?)
+        .map_err(|e| DataError::config(e.to_string()))?;
+    crate::fsutil::write_bytes(&tmp.path().join(PROFILE_FILE), &profile)?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     }

@@ -13,4 +13,5 @@ pub mod fsutil;
 pub mod infer;
 pub mod profile;
 pub mod sketch;
+pub mod training;
 pub mod transform;

@@ -108,8 +108,10 @@ impl Table {
 /// Reads the dataset `cfg` from the local file `path`; `source` is how the user named it (kept
 /// in the dataset version).
 pub fn read_dataset(cfg: &DatasetConfig, path: &Path, source: &str) -> Result<Table> {
+    let started = std::time::Instant::now();
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let digest = hex::encode(Sha256::digest(&raw));
+    tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, bytes = raw.len(), "read and digested");
     let bytes = raw.len() as u64;
     let name = path
         .file_name()
@@ -133,7 +135,9 @@ pub fn read_dataset(cfg: &DatasetConfig, path: &Path, source: &str) -> Result<Ta
                         path: path.to_path_buf(),
                         message: format!("not a readable Parquet file: {e}"),
                     })?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "parquet decoded");
             let (df, schema) = normalize(df, &cfg.schema, path)?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "normalised");
             Table {
                 df,
                 schema,

@@ -19,6 +19,9 @@ pub enum MlError {
     },
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A model package that does not verify, a signature problem, or a bad key file.
+    #[error(transparent)]
+    Package(crate::package::PackageError),
 }
 
 pub type Result<T, E = MlError> = std::result::Result<T, E>;

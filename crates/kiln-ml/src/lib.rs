@@ -7,14 +7,21 @@
 
 pub mod error;
 pub mod linear;
+pub mod linear_train;
 pub mod matrix;
+pub mod metrics;
 pub mod native;
+pub mod package;
 pub mod predictor;
+pub mod search;
 pub mod tensor;
 pub mod trees;
 
 pub use error::{MlError, Result};
+pub use linear_train::{LinearOutcome, LinearParams, train_linear};
 pub use matrix::Matrix;
+pub use metrics::{ConfusionMatrix, Evaluation, evaluate};
 pub use native::{NativeModel, NativePredictor, Predictions, Scorer, Task};
+pub use package::{Manifest, ModelFormat, Package, PackageBuilder, TrustedKeys};
 pub use predictor::{PostTransform, Predictor};
 pub use tensor::{ElemType, Tensor, TensorData, TensorSpec};
