@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Expectation, Rule, SetValue};
 use crate::error::{DataError, Result};
+use crate::expect_text::TextCheck;
 use crate::read::Table;
 
 /// Per row of a table, whether it broke a row-level rule.
@@ -103,6 +104,7 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
     let mut agg_exprs: Vec<Expr> = Vec::new();
     let mut agg_of: Vec<Option<usize>> = vec![None; expectations.len()];
     let mut judged_of: Vec<Option<usize>> = vec![None; expectations.len()];
+    let mut text_rules: Vec<(usize, String, TextCheck)> = Vec::new();
     for (i, e) in expectations.iter().enumerate() {
         let mut r = RuleResult {
             name: names[i].clone(),
@@ -127,6 +129,7 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
                 judged_of[i] = Some(fail_exprs.len());
                 fail_exprs.push(judged.alias(format!("j{i}")));
             }
+            Ok(Plan::Text { column, check }) => text_rules.push((i, column, check)),
             Ok(Plan::Aggregate(expr)) => {
                 agg_of[i] = Some(agg_exprs.len());
                 agg_exprs.push(expr.alias(format!("a{i}")));
@@ -146,6 +149,23 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
     } else {
         df.clone().lazy().select(fail_exprs).collect()?
     };
+    let mut fails = fails;
+    if !text_rules.is_empty() {
+        let mut cols: Vec<Column> = fails.columns().to_vec();
+        for (i, column, check) in &text_rules {
+            let ca = df.column(column)?.str()?;
+            let failing = crate::expect_text::failing(ca, check);
+            fail_of[*i] = Some(cols.len());
+            cols.push(failing.with_name(format!("f{i}").into()).into_column());
+            judged_of[*i] = Some(cols.len());
+            cols.push(
+                ca.is_not_null()
+                    .with_name(format!("j{i}").into())
+                    .into_column(),
+            );
+        }
+        fails = DataFrame::new(df.height(), cols)?;
+    }
     tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "row rules");
     let t0 = Instant::now();
     let aggs = if agg_exprs.is_empty() {
@@ -153,7 +173,10 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
     } else {
         df.clone().lazy().select(agg_exprs).collect()?
     };
-    tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "aggregate rules");
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "aggregate rules"
+    );
 
     let mut example_rows: BTreeSet<usize> = BTreeSet::new();
     let mut example_idx: Vec<Vec<usize>> = vec![vec![]; expectations.len()];
@@ -225,7 +248,10 @@ pub fn validate(name: &str, table: &Table, expectations: &[Expectation]) -> Resu
 
     let t0 = Instant::now();
     let (quarantine, failed_mask) = quarantine_rows(table, &fails, &fail_of, &names)?;
-    tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "quarantine rows");
+    tracing::debug!(
+        elapsed_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "quarantine rows"
+    );
     let success = results.iter().all(|r| r.success);
     let report = ValidationReport {
         dataset: name.to_string(),
@@ -262,6 +288,8 @@ fn unique_names(expectations: &[Expectation]) -> Vec<String> {
 enum Plan {
     /// Row-level: an expression true where a row fails, and one true where it is judged.
     Row { fails: Expr, judged: Expr },
+    /// Row-level on a text column, judged per distinct value (see `expect_text`).
+    Text { column: String, check: TextCheck },
     /// Table-level measured by one aggregate expression.
     Aggregate(Expr),
     /// Table-level, judged without touching the data.
@@ -338,6 +366,20 @@ fn plan_rule(table: &Table, rule: &Rule, index: usize) -> Result<Plan, String> {
             }
             row(column, t, ok.not())
         }
+        Rule::InSet { column, values } if column_type(column)?.is_text() => Plan::Text {
+            column: column.clone(),
+            check: TextCheck::InSet(
+                values
+                    .iter()
+                    .map(|v| match v {
+                        SetValue::Str(s) => s.clone(),
+                        SetValue::Int(i) => i.to_string(),
+                        SetValue::Float(f) => f.to_string(),
+                        SetValue::Bool(b) => b.to_string(),
+                    })
+                    .collect(),
+            ),
+        },
         Rule::InSet { column, values } => {
             let t = column_type(column)?;
             // Each rule's list gets its own name: Polars 0.55's common-subexpression pass
@@ -364,6 +406,20 @@ fn plan_rule(table: &Table, rule: &Rule, index: usize) -> Result<Plan, String> {
                 judged: present(column, t),
             }
         }
+        Rule::Regex { column, pattern } if column_type(column)?.is_text() => Plan::Text {
+            column: column.clone(),
+            check: TextCheck::Regex(
+                regex::Regex::new(pattern)
+                    .map_err(|e| format!("regex({column}): invalid pattern {pattern:?}: {e}"))?,
+            ),
+        },
+        Rule::ValueLengths { column, min, max } if column_type(column)?.is_text() => Plan::Text {
+            column: column.clone(),
+            check: TextCheck::Lengths {
+                min: *min,
+                max: *max,
+            },
+        },
         Rule::Regex { column, pattern } => {
             let t = column_type(column)?;
             regex::Regex::new(pattern)

@@ -8,6 +8,7 @@ pub mod read;
 pub use error::{DataError, Result};
 pub use read::{ColumnType, Table, read_dataset};
 pub mod expect;
+mod expect_text;
 pub mod features;
 pub mod fsutil;
 pub mod infer;

@@ -110,8 +110,11 @@ impl Table {
 pub fn read_dataset(cfg: &DatasetConfig, path: &Path, source: &str) -> Result<Table> {
     let started = std::time::Instant::now();
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let digest = hex::encode(Sha256::digest(&raw));
-    tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, bytes = raw.len(), "read and digested");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        bytes = raw.len(),
+        "read"
+    );
     let bytes = raw.len() as u64;
     let name = path
         .file_name()
@@ -128,16 +131,26 @@ pub fn read_dataset(cfg: &DatasetConfig, path: &Path, source: &str) -> Result<Ta
     };
     let mut table = match format {
         Format::Parquet => {
-            let df =
-                ParquetReader::new(Cursor::new(raw))
-                    .finish()
-                    .map_err(|e| DataError::Format {
-                        path: path.to_path_buf(),
-                        message: format!("not a readable Parquet file: {e}"),
-                    })?;
-            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "parquet decoded");
+            // The digest is computed beside the decoding, on its own thread.
+            let (df, digest) = std::thread::scope(|s| {
+                let digest = s.spawn(|| hex::encode(Sha256::digest(&raw)));
+                let df = ParquetReader::new(Cursor::new(raw.as_slice())).finish();
+                (df, digest.join().expect("the digest thread panicked"))
+            });
+            drop(raw);
+            let df = df.map_err(|e| DataError::Format {
+                path: path.to_path_buf(),
+                message: format!("not a readable Parquet file: {e}"),
+            })?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "parquet decoded"
+            );
             let (df, schema) = normalize(df, &cfg.schema, path)?;
-            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "normalised");
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "normalised"
+            );
             Table {
                 df,
                 schema,
@@ -152,6 +165,7 @@ pub fn read_dataset(cfg: &DatasetConfig, path: &Path, source: &str) -> Result<Ta
             }
         }
         Format::Csv => {
+            let digest = hex::encode(Sha256::digest(&raw));
             let (text, packing, shown) = unpack(raw, path, &name)?;
             let delimiter = delimiter_byte(&cfg.csv)?;
             read_csv(text, &shown, delimiter, &cfg.csv, &cfg.schema)?
