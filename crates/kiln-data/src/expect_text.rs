@@ -53,6 +53,9 @@ impl Hasher for ViewHasher {
     }
 }
 
+/// Polars' array type of a text chunk.
+type TextArray = <StringType as PolarsDataType>::Array;
+
 type ViewMap = HashMap<u128, bool, BuildHasherDefault<ViewHasher>>;
 
 /// Largest string stored inside its view.
@@ -63,12 +66,11 @@ pub fn failing(ca: &StringChunked, check: &TextCheck) -> BooleanChunked {
     let chunks: Vec<_> = ca.downcast_iter().collect();
     // Two halves of the chunks on two threads (each with its own cache: the distinct
     // values are few, so judging them twice costs nothing).
-    let judge = |arrs: &[&_]| -> Vec<bool> {
+    let judge = |arrs: &[&TextArray]| -> Vec<bool> {
         let mut out = Vec::new();
         let mut inline: ViewMap = ViewMap::default();
         let mut long: HashMap<&str, bool> = HashMap::new();
         for arr in arrs {
-            let arr: &Utf8ViewArray = arr;
             let views = arr.views();
             let validity = arr.validity();
             out.reserve(views.len());
