@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use polars::prelude::*;
+use polars_arrow::array::Array;
 
 /// What a text rule asks of each present value.
 pub enum TextCheck {
