@@ -5,6 +5,7 @@
 //! Nothing here knows HTTP, the store or a data-frame engine: trainers take a dense
 //! [`Matrix`]; predictors take and return [`Tensor`]s.
 
+pub mod boost;
 pub mod error;
 pub mod linear;
 pub mod linear_train;
