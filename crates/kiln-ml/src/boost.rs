@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MlError, Result};
@@ -294,8 +294,7 @@ impl Grower<'_> {
                 } else {
                     (0.0, 0.0, 0)
                 };
-                for b in 0..nb.saturating_sub(1) {
-                    let e = hist[b];
+                for (b, e) in hist.iter().enumerate().take(nb.saturating_sub(1)) {
                     gl += e.g;
                     hl += e.h;
                     nl += e.n;
@@ -753,6 +752,7 @@ fn grow_tree(
 /// Used by tests: a random matrix.
 #[cfg(test)]
 fn random_matrix(rows: usize, cols: usize, seed: u64) -> Matrix {
+    use rand::Rng;
     let mut rng = StdRng::seed_from_u64(seed);
     Matrix::new(
         rows,
@@ -856,12 +856,12 @@ mod tests {
         // NaN in feature 0 means positive; otherwise x0 > 0.5 is positive.
         let mut x = random_matrix(4000, 2, 4);
         let mut y = vec![0.0; 4000];
-        for i in 0..4000 {
+        for (i, yi) in y.iter_mut().enumerate() {
             if i % 4 == 0 {
                 x.data[i * 2] = f32::NAN;
-                y[i] = 1.0;
+                *yi = 1.0;
             } else {
-                y[i] = f64::from(u8::from(x.get(i, 0) > 0.5));
+                *yi = f64::from(u8::from(x.get(i, 0) > 0.5));
             }
         }
         let out = train(
