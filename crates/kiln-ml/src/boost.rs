@@ -79,16 +79,7 @@ impl Default for GbdtParams {
 impl GbdtParams {
     /// Parameters from a JSON map (the `[train.x.params]` table); errors name the field.
     pub fn from_map(map: &BTreeMap<String, serde_json::Value>) -> Result<Self> {
-        let value =
-            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-        let p: GbdtParams = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                MlError::Training(format!("params: {}", e.into_inner()))
-            } else {
-                MlError::Training(format!("params.{path}: {}", e.into_inner()))
-            }
-        })?;
+        let p: GbdtParams = crate::error::params_from_map(map)?;
         p.validate()?;
         Ok(p)
     }
@@ -645,7 +636,6 @@ fn grow_tree(
     };
     root.best = grower.best_split(&root, features);
     let mut open = vec![root];
-    let mut done: Vec<Leaf> = vec![];
     let mut leaves = 1usize;
     while leaves < p.num_leaves {
         // The open leaf with the largest gain (first on ties: deterministic).
@@ -739,225 +729,14 @@ fn grow_tree(
         }
         leaves += 1;
     }
-    done.extend(open);
     let mut leaf_rows = vec![Vec::new(); nodes.len()];
     let mut values = vec![0.0; nodes.len()];
-    for l in done {
+    for l in open {
         values[l.node] = -l.g / (l.h + p.lambda_l2);
         leaf_rows[l.node] = l.rows;
     }
     (nodes, leaf_rows, values)
 }
 
-/// Used by tests: a random matrix.
 #[cfg(test)]
-fn random_matrix(rows: usize, cols: usize, seed: u64) -> Matrix {
-    use rand::Rng;
-    let mut rng = StdRng::seed_from_u64(seed);
-    Matrix::new(
-        rows,
-        cols,
-        (0..rows * cols)
-            .map(|_| rng.random_range(-1.0..1.0))
-            .collect(),
-    )
-    .unwrap()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn auc(y: &[f64], p: &[f64]) -> f64 {
-        crate::metrics::auc(&y.iter().map(|v| *v > 0.5).collect::<Vec<_>>(), p).unwrap()
-    }
-
-    fn nonlinear(n: usize, seed: u64) -> (Matrix, Vec<f64>) {
-        let x = random_matrix(n, 4, seed);
-        let y = (0..n)
-            .map(|i| {
-                let r = x.row(i);
-                f64::from(u8::from(r[0] * r[1] > 0.0 || r[2] > 0.8))
-            })
-            .collect();
-        (x, y)
-    }
-
-    #[test]
-    fn learns_a_nonlinear_binary_rule() {
-        let (x, y) = nonlinear(4000, 1);
-        let (vx, vy) = nonlinear(2000, 2);
-        let p = GbdtParams {
-            num_rounds: 80,
-            ..Default::default()
-        };
-        let out = train(&x, &y, Some((&vx, &vy)), Task::Binary, &p, &mut |_| {}).unwrap();
-        let pred = out.model.predict(&vx).unwrap();
-        assert!(auc(&vy, &pred.value) > 0.97, "{}", auc(&vy, &pred.value));
-        assert!(
-            out.history
-                .windows(2)
-                .all(|w| w[1].train_loss <= w[0].train_loss + 1e-9)
-        );
-        // Feature 3 is noise.
-        assert!(out.importance_gain[3] < out.importance_gain[0] / 5.0);
-    }
-
-    #[test]
-    fn regression_and_multiclass_fit() {
-        let x = random_matrix(3000, 3, 3);
-        let y: Vec<f64> = (0..3000)
-            .map(|i| f64::from(3.0 * x.get(i, 0) + x.get(i, 1).abs()))
-            .collect();
-        let out = train(
-            &x,
-            &y,
-            None,
-            Task::Regression,
-            &GbdtParams::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        let pred = out.model.predict(&x).unwrap();
-        let mse: f64 = pred
-            .value
-            .iter()
-            .zip(&y)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            / 3000.0;
-        assert!(mse < 0.02, "{mse}");
-
-        let y: Vec<f64> = (0..3000)
-            .map(|i| {
-                if x.get(i, 0) < -0.3 {
-                    0.0
-                } else if x.get(i, 1) < 0.0 {
-                    1.0
-                } else {
-                    2.0
-                }
-            })
-            .collect();
-        let task = Task::Multiclass { classes: 3 };
-        let out = train(&x, &y, None, task, &GbdtParams::default(), &mut |_| {}).unwrap();
-        let pred = out.model.predict(&x).unwrap();
-        let acc = pred
-            .label
-            .iter()
-            .zip(&y)
-            .filter(|(a, b)| **a as f64 == **b)
-            .count();
-        assert!(acc > 2900, "{acc}");
-    }
-
-    #[test]
-    fn missing_values_take_the_side_that_gains() {
-        // NaN in feature 0 means positive; otherwise x0 > 0.5 is positive.
-        let mut x = random_matrix(4000, 2, 4);
-        let mut y = vec![0.0; 4000];
-        for (i, yi) in y.iter_mut().enumerate() {
-            if i % 4 == 0 {
-                x.data[i * 2] = f32::NAN;
-                *yi = 1.0;
-            } else {
-                *yi = f64::from(u8::from(x.get(i, 0) > 0.5));
-            }
-        }
-        let out = train(
-            &x,
-            &y,
-            None,
-            Task::Binary,
-            &GbdtParams::default(),
-            &mut |_| {},
-        )
-        .unwrap();
-        let probe = Matrix::new(2, 2, vec![f32::NAN, 0.0, -0.9, 0.0]).unwrap();
-        let pred = out.model.predict(&probe).unwrap();
-        assert!(
-            pred.value[0] > 0.9 && pred.value[1] < 0.1,
-            "{:?}",
-            pred.value
-        );
-    }
-
-    #[test]
-    fn early_stopping_keeps_the_best_round_and_training_is_deterministic() {
-        let (x, mut y) = nonlinear(2000, 5);
-        // Noisy labels make the validation loss turn up.
-        for i in (0..2000).step_by(3) {
-            y[i] = 1.0 - y[i];
-        }
-        let (vx, vy) = nonlinear(1000, 6);
-        let p = GbdtParams {
-            num_rounds: 300,
-            learning_rate: 0.3,
-            num_leaves: 63,
-            min_data_in_leaf: 2,
-            early_stopping_rounds: 10,
-            bagging_fraction: 0.8,
-            bagging_freq: 1,
-            feature_fraction: 0.75,
-            seed: 9,
-            ..Default::default()
-        };
-        let a = train(&x, &y, Some((&vx, &vy)), Task::Binary, &p, &mut |_| {}).unwrap();
-        assert!(a.history.len() < 300);
-        assert_eq!(
-            match &a.model.scorer {
-                Scorer::Trees(t) => t.trees.len(),
-                _ => 0,
-            },
-            a.best_iteration
-        );
-        let b = train(&x, &y, Some((&vx, &vy)), Task::Binary, &p, &mut |_| {}).unwrap();
-        assert_eq!(
-            serde_json::to_vec(&a.model).unwrap(),
-            serde_json::to_vec(&b.model).unwrap()
-        );
-        let c = train(
-            &x,
-            &y,
-            Some((&vx, &vy)),
-            Task::Binary,
-            &GbdtParams { seed: 10, ..p },
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_ne!(
-            serde_json::to_vec(&a.model).unwrap(),
-            serde_json::to_vec(&c.model).unwrap()
-        );
-    }
-
-    #[test]
-    fn bad_input_is_named() {
-        let x = random_matrix(50, 2, 7);
-        let y: Vec<f64> = (0..50).map(|i| f64::from(i % 2)).collect();
-        let p = GbdtParams::default();
-        let e = |r: Result<GbdtOutcome>| r.err().expect("an error").to_string();
-        assert!(e(train(&x, &y[..10], None, Task::Binary, &p, &mut |_| {})).contains("labels"));
-        assert!(e(train(&x, &[1.0; 50], None, Task::Binary, &p, &mut |_| {})).contains("constant"));
-        let mut bad = y.clone();
-        bad[3] = 2.0;
-        assert!(e(train(&x, &bad, None, Task::Binary, &p, &mut |_| {})).contains("label 4"));
-        bad[3] = f64::NAN;
-        assert!(e(train(&x, &bad, None, Task::Regression, &p, &mut |_| {})).contains("finite"));
-        let m = |s: &str| {
-            GbdtParams::from_map(&serde_json::from_str(s).unwrap())
-                .err()
-                .unwrap()
-                .to_string()
-        };
-        assert!(m(r#"{"num_roundz": 3}"#).contains("num_roundz"));
-        assert!(m(r#"{"learning_rate": -1}"#).contains("learning_rate"));
-        assert!(m(r#"{"num_leaves": 1}"#).contains("num_leaves"));
-        assert!(m(r#"{"num_leaves": "many"}"#).contains("num_leaves"));
-        let ok = GbdtParams::from_map(
-            &serde_json::from_str(r#"{"n_estimators": 7, "eta": 0.2}"#).unwrap(),
-        )
-        .unwrap();
-        assert_eq!((ok.num_rounds, ok.learning_rate), (7, 0.2));
-    }
-}
+mod tests;

@@ -25,3 +25,20 @@ pub enum MlError {
 }
 
 pub type Result<T, E = MlError> = std::result::Result<T, E>;
+
+/// Parameters from a JSON map (a `[train.x.params]` table): unknown names and wrong types are
+/// errors naming the parameter (`params.num_leaves: …`).
+pub(crate) fn params_from_map<T: serde::de::DeserializeOwned>(
+    map: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<T> {
+    let value =
+        serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            MlError::Training(format!("params: {}", e.into_inner()))
+        } else {
+            MlError::Training(format!("params.{path}: {}", e.into_inner()))
+        }
+    })
+}

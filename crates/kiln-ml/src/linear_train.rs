@@ -89,17 +89,7 @@ impl LinearParams {
     /// Reads and validates parameters from a JSON map (`alpha`, `fit_intercept`, `max_iter`,
     /// `tol`, `solver`); an unknown name or a value of the wrong type is an error naming it.
     pub fn from_map(map: &BTreeMap<String, serde_json::Value>) -> Result<Self> {
-        let obj: serde_json::Map<String, serde_json::Value> =
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let value = serde_json::Value::Object(obj);
-        let p: LinearParams = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            if path == "." {
-                MlError::Training(format!("params: {}", e.into_inner()))
-            } else {
-                MlError::Training(format!("params.{path}: {}", e.into_inner()))
-            }
-        })?;
+        let p: LinearParams = crate::error::params_from_map(map)?;
         p.validate()?;
         Ok(p)
     }

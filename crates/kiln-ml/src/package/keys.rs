@@ -137,12 +137,7 @@ impl PrivateKey {
             .and_then(|b| b.try_into().ok())
             .ok_or("`private_key` is not 32 bytes of base64")?;
         let k = PrivateKey::from_seed(&seed);
-        if k.key_id != f.key_id {
-            return Err(format!(
-                "key_id {} does not match the key (its id is {})",
-                f.key_id, k.key_id
-            ));
-        }
+        check_key_id(&f.key_id, &k.key_id)?;
         Ok(k)
     }
 
@@ -152,15 +147,7 @@ impl PrivateKey {
     }
 
     pub fn load(path: impl AsRef<Path>) -> Result<PrivateKey> {
-        let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(io_err(path))?;
-        PrivateKey::from_text(&text).map_err(|message| {
-            PackageError::KeyFile {
-                path: path.display().to_string(),
-                message,
-            }
-            .into()
-        })
+        load_key_file(path.as_ref(), PrivateKey::from_text)
     }
 }
 
@@ -210,12 +197,7 @@ impl PublicKey {
             .and_then(|b| b.try_into().ok())
             .ok_or("`public_key` is not 32 bytes of base64")?;
         let k = PublicKey::from_bytes(&bytes)?;
-        if k.key_id != f.key_id {
-            return Err(format!(
-                "key_id {} does not match the key (its id is {})",
-                f.key_id, k.key_id
-            ));
-        }
+        check_key_id(&f.key_id, &k.key_id)?;
         Ok(k)
     }
 
@@ -225,15 +207,30 @@ impl PublicKey {
     }
 
     pub fn load(path: impl AsRef<Path>) -> Result<PublicKey> {
-        let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(io_err(path))?;
-        PublicKey::from_text(&text).map_err(|message| {
-            PackageError::KeyFile {
-                path: path.display().to_string(),
-                message,
-            }
-            .into()
-        })
+        load_key_file(path.as_ref(), PublicKey::from_text)
+    }
+}
+
+/// Reads and parses a key file; parse errors name the file.
+fn load_key_file<T>(path: &Path, parse: fn(&str) -> std::result::Result<T, String>) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(io_err(path))?;
+    parse(&text).map_err(|message| {
+        PackageError::KeyFile {
+            path: path.display().to_string(),
+            message,
+        }
+        .into()
+    })
+}
+
+/// The id written in a key file must be the id of the key it holds.
+fn check_key_id(declared: &str, actual: &str) -> std::result::Result<(), String> {
+    if declared == actual {
+        Ok(())
+    } else {
+        Err(format!(
+            "key_id {declared} does not match the key (its id is {actual})"
+        ))
     }
 }
 
