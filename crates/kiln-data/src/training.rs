@@ -110,17 +110,12 @@ pub fn load_training(dir: &Path) -> Result<TrainingTable> {
                 .collect();
             (LabelKind::Text { classes }, labels)
         }
-        t if t.is_integer() => (
-            LabelKind::Int,
-            label_col
-                .cast(&DataType::Float64)?
-                .f64()?
-                .iter()
-                .map(|v| v.unwrap_or(f64::NAN))
-                .collect(),
-        ),
-        t if t.is_float() => (
-            LabelKind::Float,
+        t if t.is_integer() || t.is_float() => (
+            if t.is_integer() {
+                LabelKind::Int
+            } else {
+                LabelKind::Float
+            },
             label_col
                 .cast(&DataType::Float64)?
                 .f64()?

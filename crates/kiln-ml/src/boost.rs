@@ -51,6 +51,15 @@ pub struct GbdtParams {
     pub bagging_freq: usize,
     /// Stop when the validation loss has not improved for this many rounds (0 = never).
     pub early_stopping_rounds: usize,
+    /// Features (by name) whose values are category codes (e.g. an `ordinal` encoding):
+    /// their splits send one category one way and every other category the other
+    /// (`x == code`), rather than comparing codes as magnitudes.
+    #[serde(alias = "categorical_feature")]
+    pub categorical_features: Vec<String>,
+    /// The columns of `categorical_features`, resolved by the caller, which knows the
+    /// feature names (see [`GbdtParams::resolve_categorical`]).
+    #[serde(skip)]
+    pub categorical_columns: Vec<usize>,
     #[serde(alias = "random_state")]
     pub seed: u64,
 }
@@ -71,6 +80,8 @@ impl Default for GbdtParams {
             bagging_fraction: 1.0,
             bagging_freq: 0,
             early_stopping_rounds: 0,
+            categorical_features: Vec::new(),
+            categorical_columns: Vec::new(),
             seed: 0,
         }
     }
@@ -82,6 +93,23 @@ impl GbdtParams {
         let p: GbdtParams = crate::error::params_from_map(map)?;
         p.validate()?;
         Ok(p)
+    }
+
+    /// Resolves `categorical_features` against the model's feature names.
+    pub fn resolve_categorical(&mut self, features: &[String]) -> Result<()> {
+        self.categorical_columns = self
+            .categorical_features
+            .iter()
+            .map(|name| {
+                features.iter().position(|f| f == name).ok_or_else(|| {
+                    MlError::Training(format!(
+                        "params.categorical_features: no feature `{name}` (features: {})",
+                        features.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -147,16 +175,46 @@ struct Binned {
     edges: Vec<Vec<f32>>,
     /// Column-major bins, `MISSING` for NaN.
     bins: Vec<Vec<u8>>,
+    /// Per feature: for a categorical one, the code of each bin (one bin per category).
+    categories: Vec<Option<Vec<f32>>>,
 }
 
-fn bin_features(x: &Matrix, max_bin: usize) -> Binned {
+/// `categorical` are the categorical columns, `names` their names (for messages; may be
+/// shorter).
+fn bin_features(
+    x: &Matrix,
+    max_bin: usize,
+    categorical: &[usize],
+    names: &[String],
+) -> Result<Binned> {
     let mut edges = Vec::with_capacity(x.cols);
     let mut bins = Vec::with_capacity(x.cols);
+    let mut categories = Vec::with_capacity(x.cols);
     for j in 0..x.cols {
         let col = x.column(j);
         let mut vals: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
         vals.sort_by(f32::total_cmp);
         vals.dedup();
+        if let Some(pos) = categorical.iter().position(|c| *c == j) {
+            let name = names
+                .get(pos)
+                .map_or_else(|| format!("{j}"), |n| format!("`{n}`"));
+            if let Some(v) = vals.iter().find(|v| v.fract() != 0.0 || v.is_infinite()) {
+                return Err(MlError::Training(format!(
+                    "gbdt: categorical feature {name} holds {v}, not a category code (a whole \
+                     number, as an `ordinal` encoding gives)"
+                )));
+            }
+            if vals.len() > max_bin {
+                return Err(MlError::Training(format!(
+                    "gbdt: categorical feature {name} has {} categories; at most max_bin = {max_bin}",
+                    vals.len()
+                )));
+            }
+            categories.push(Some(vals.clone()));
+        } else {
+            categories.push(None);
+        }
         let e: Vec<f32> = if vals.len() <= max_bin {
             vals.windows(2).map(|w| midpoint(w[0], w[1])).collect()
         } else {
@@ -183,7 +241,11 @@ fn bin_features(x: &Matrix, max_bin: usize) -> Binned {
         edges.push(e);
         bins.push(b);
     }
-    Binned { edges, bins }
+    Ok(Binned {
+        edges,
+        bins,
+        categories,
+    })
 }
 
 /// A threshold between two values, in f32, with `a <= t < b`.
@@ -209,17 +271,33 @@ struct Leaf {
     best: Option<Split>,
 }
 
+/// A split: rows go left when their bin is `<= bin` (numeric) or `== bin` (categorical).
 #[derive(Clone, Copy)]
 struct Split {
     feature: usize,
     bin: u8,
+    categorical: bool,
     missing_left: bool,
     gain: f64,
+}
+
+impl Split {
+    #[inline]
+    fn goes_left(&self, b: u8) -> bool {
+        if b == MISSING {
+            self.missing_left
+        } else if self.categorical {
+            b == self.bin
+        } else {
+            b <= self.bin
+        }
+    }
 }
 
 struct Grower<'a> {
     bins: &'a [Vec<u8>],
     n_bins: Vec<usize>,
+    categorical: Vec<bool>,
     p: &'a GbdtParams,
 }
 
@@ -276,6 +354,10 @@ impl Grower<'_> {
             }
             let nb = self.n_bins[j];
             let miss = hist[nb];
+            if self.categorical[j] {
+                self.best_category(leaf, j, &mut best);
+                continue;
+            }
             for missing_left in [false, true] {
                 if missing_left && miss.n == 0 {
                     continue;
@@ -305,6 +387,7 @@ impl Grower<'_> {
                         best = Some(Split {
                             feature: j,
                             bin: b as u8,
+                            categorical: false,
                             missing_left,
                             gain,
                         });
@@ -313,6 +396,55 @@ impl Grower<'_> {
             }
         }
         best
+    }
+}
+
+impl Grower<'_> {
+    /// One category against the rest, for categorical feature `j` (missing values on the side
+    /// that gains more); improves `best` if one beats it.
+    fn best_category(&self, leaf: &Leaf, j: usize, best: &mut Option<Split>) {
+        let p = self.p;
+        let lambda = p.lambda_l2;
+        let score = |g: f64, h: f64| g * g / (h + lambda);
+        let parent = score(leaf.g, leaf.h);
+        let total_n = leaf.rows.len() as u32;
+        let hist = &leaf.hist[j];
+        let nb = self.n_bins[j];
+        let miss = hist[nb];
+        for (b, e) in hist.iter().enumerate().take(nb) {
+            if e.n == 0 {
+                continue;
+            }
+            for missing_left in [false, true] {
+                if missing_left && miss.n == 0 {
+                    continue;
+                }
+                let (gl, hl, nl) = if missing_left {
+                    (e.g + miss.g, e.h + miss.h, e.n + miss.n)
+                } else {
+                    (e.g, e.h, e.n)
+                };
+                let nr = total_n - nl;
+                if (nl as usize) < p.min_data_in_leaf || (nr as usize) < p.min_data_in_leaf {
+                    continue;
+                }
+                let (gr, hr) = (leaf.g - gl, leaf.h - hl);
+                if hl < p.min_sum_hessian_in_leaf || hr < p.min_sum_hessian_in_leaf {
+                    continue;
+                }
+                let gain = score(gl, hl) + score(gr, hr) - parent;
+                if gain > p.min_gain_to_split && gain > 1e-12 && best.is_none_or(|s| gain > s.gain)
+                {
+                    *best = Some(Split {
+                        feature: j,
+                        bin: b as u8,
+                        categorical: true,
+                        missing_left,
+                        gain,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -420,11 +552,23 @@ pub fn train(
     }
     let k = task.n_scores();
     let n = x.rows;
-    let binned = bin_features(x, p.max_bin);
+    if let Some(j) = p.categorical_columns.iter().find(|j| **j >= x.cols) {
+        return Err(err(format!(
+            "categorical feature {j} is out of range ({} features)",
+            x.cols
+        )));
+    }
+    let binned = bin_features(
+        x,
+        p.max_bin,
+        &p.categorical_columns,
+        &p.categorical_features,
+    )?;
     let n_bins: Vec<usize> = binned.edges.iter().map(|e| e.len() + 1).collect();
     let grower = Grower {
         bins: &binned.bins,
         n_bins,
+        categorical: binned.categories.iter().map(Option::is_some).collect(),
         p,
     };
 
@@ -653,25 +797,29 @@ fn grow_tree(
         let leaf = open.swap_remove(pos);
         let s = leaf.best.expect("chosen leaf has a split");
         let col = &binned.bins[s.feature];
-        let (left, right): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|&&r| {
-            let b = col[r as usize];
-            if b == MISSING {
-                s.missing_left
-            } else {
-                b <= s.bin
-            }
-        });
+        let (left, right): (Vec<u32>, Vec<u32>) = leaf
+            .rows
+            .iter()
+            .partition(|&&r| s.goes_left(col[r as usize]));
         gain_imp[s.feature] += s.gain;
         split_imp[s.feature] += 1;
         let li = nodes.len();
         nodes.push(Node::leaf(0, 0));
         nodes.push(Node::leaf(0, 0));
-        let mut split = Node::split(
-            s.feature as u32,
-            binned.edges[s.feature][s.bin as usize],
-            NodeMode::BranchLeq,
-            s.missing_left,
-        );
+        let mut split = match &binned.categories[s.feature] {
+            Some(codes) if s.categorical => Node::split(
+                s.feature as u32,
+                codes[s.bin as usize],
+                NodeMode::BranchEq,
+                s.missing_left,
+            ),
+            _ => Node::split(
+                s.feature as u32,
+                binned.edges[s.feature][s.bin as usize],
+                NodeMode::BranchLeq,
+                s.missing_left,
+            ),
+        };
         split.true_child = li as u32;
         split.false_child = (li + 1) as u32;
         nodes[leaf.node] = split;

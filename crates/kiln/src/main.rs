@@ -28,6 +28,13 @@ enum Command {
     Server(commands::server::ServerArgs),
     /// Datasets: validate, profile, infer expectations, record versions.
     Data(commands::data::DataArgs),
+    /// Train a `[train.NAME]` definition: native trainers or an external command, tracked,
+    /// packaged and registered.
+    Train(commands::train::TrainArgs),
+    /// Signing keys for model packages.
+    Keys(commands::keys::KeysArgs),
+    /// Model packages: verify digests and signatures.
+    Package(commands::package::PackageArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +49,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => commands::server::run(args).map(|()| ExitCode::SUCCESS),
         Command::Data(args) => commands::data::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Keys(args) => commands::keys::run(args),
+        Command::Package(args) => commands::package::run(args),
     };
     match result {
         Ok(code) => code,

@@ -28,6 +28,92 @@ pub struct KilnToml {
     pub data: BTreeMap<String, DatasetConfig>,
     #[serde(default)]
     pub features: BTreeMap<String, FeatureConfig>,
+    #[serde(default)]
+    pub train: BTreeMap<String, TrainConfig>,
+    #[serde(default)]
+    pub costs: Costs,
+}
+
+/// `[costs]`: prices used for the cost estimate of every run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Costs {
+    /// Price of one CPU core for one hour.
+    #[serde(default = "Costs::default_core_hour")]
+    pub core_hour: f64,
+    /// Price of one GB of memory (peak resident) for one hour.
+    #[serde(default = "Costs::default_gb_hour")]
+    pub gb_hour: f64,
+    #[serde(default = "Costs::default_currency")]
+    pub currency: String,
+}
+
+impl Costs {
+    // On-demand general-purpose cloud prices, late 2026 (per vCPU-hour and GB-hour).
+    fn default_core_hour() -> f64 {
+        0.0425
+    }
+    fn default_gb_hour() -> f64 {
+        0.0057
+    }
+    fn default_currency() -> String {
+        "USD".into()
+    }
+}
+
+impl Default for Costs {
+    fn default() -> Self {
+        Costs {
+            core_hour: Costs::default_core_hour(),
+            gb_hour: Costs::default_gb_hour(),
+            currency: Costs::default_currency(),
+        }
+    }
+}
+
+/// `[train.NAME]`: a native trainer on a feature set, or an external command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The feature set (`[features.NAME]`) to train on. Required for native trainers; given to
+    /// commands as `KILN_FEATURES_DIR`.
+    #[serde(default)]
+    pub features: Option<String>,
+    /// `gbdt`, `linear` or `logistic` (native trainers).
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// `binary`, `multiclass` or `regression`; default from the label's type.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// The trainer's parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    pub search: Option<toml::Value>,
+    /// The MLflow experiment of the runs (default: the training name).
+    #[serde(default)]
+    pub experiment: Option<String>,
+    /// Register the model under this name (a new version per run).
+    #[serde(default)]
+    pub register: Option<String>,
+    /// Kept columns of the feature set to report metrics per value of (e.g. `carrier`).
+    #[serde(default)]
+    pub segments: Vec<String>,
+    /// An external training command, run by `sh -c` in the project directory.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// How long the command may run, e.g. `"10m"` (default 1h).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Where the command writes its ONNX model, relative to `KILN_OUTPUT_DIR` (default
+    /// `model.onnx`; an MLflow model with an `onnx` flavour logged to the run also counts).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Extra environment for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A parsed project file and where it lives.
@@ -77,6 +163,17 @@ impl Project {
                 "{}: no feature pipeline `{name}` (declared: {})",
                 self.path.display(),
                 list(self.file.features.keys())
+            ),
+        }
+    }
+
+    pub fn training(&self, name: &str) -> anyhow::Result<&TrainConfig> {
+        match self.file.train.get(name) {
+            Some(d) => Ok(d),
+            None => bail!(
+                "{}: no training `{name}` (declared: {})",
+                self.path.display(),
+                list(self.file.train.keys())
             ),
         }
     }

@@ -214,4 +214,73 @@ mod cases {
         .unwrap();
         assert_eq!((ok.num_rounds, ok.learning_rate), (7, 0.2));
     }
+
+    /// Category 3 of 0..7 (a middle code) is the only late one: one categorical split
+    /// isolates it, where a threshold on the codes cannot.
+    #[test]
+    fn categorical_features_split_one_category_from_the_rest() {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(11);
+        let n = 2000;
+        let mut data = Vec::with_capacity(n * 2);
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let code = (i % 7) as f32;
+            data.push(code);
+            data.push(rng.random_range(-1.0..1.0));
+            y.push(f64::from(u8::from(code == 3.0)));
+        }
+        let x = Matrix::new(n, 2, data).unwrap();
+        let names = vec!["carrier".to_string(), "noise".to_string()];
+        let stump = |categorical: bool| {
+            let mut p = GbdtParams {
+                num_rounds: 1,
+                num_leaves: 2,
+                learning_rate: 1.0,
+                ..Default::default()
+            };
+            if categorical {
+                p.categorical_features = vec!["carrier".into()];
+                p.resolve_categorical(&names).unwrap();
+            }
+            let out = train(&x, &y, None, Task::Binary, &p, &mut |_| {}).unwrap();
+            out.model.predict(&x).unwrap().value
+        };
+        let cat = stump(true);
+        let p3 = cat[3];
+        for (i, v) in cat.iter().enumerate() {
+            if i % 7 == 3 {
+                assert_eq!(*v, p3);
+            } else {
+                assert!(*v < p3 - 0.3, "row {i}: {v} vs {p3}");
+            }
+        }
+        // As magnitudes, one threshold puts category 3 with 0..2 or with 4..6.
+        let num = stump(false);
+        let others_like_3 = (0..n).filter(|i| i % 7 != 3 && num[*i] == num[3]).count();
+        assert!(others_like_3 > 0);
+
+        // Not a code, too many categories, an unknown name: refused, named.
+        let mut p = GbdtParams {
+            categorical_features: vec!["nope".into()],
+            ..Default::default()
+        };
+        assert!(
+            p.resolve_categorical(&names)
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
+        p.categorical_columns = vec![1];
+        let e = train(&x, &y, None, Task::Binary, &p, &mut |_| {})
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("not a category code"), "{e}");
+        p.categorical_columns = vec![0];
+        p.max_bin = 5;
+        let e = train(&x, &y, None, Task::Binary, &p, &mut |_| {})
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("7 categories"), "{e}");
+    }
 }

@@ -24,6 +24,10 @@ pub struct ProjectArgs {
     /// Metadata store URL: `sqlite://PATH` or `postgres://…` (default: DATA_DIR/kiln.db).
     #[arg(long, env = "KILN_STORE", global = true)]
     pub store: Option<String>,
+    /// Artifact store URL: a directory, `file:///DIR` or `s3://BUCKET/PREFIX`
+    /// (default: DATA_DIR/artifacts). Must be the one `kiln server` uses.
+    #[arg(long, env = "KILN_ARTIFACTS", global = true)]
+    pub artifacts: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +180,20 @@ impl Ctx {
         Ok(self.store.get_or_init(|| store))
     }
 
+    /// The artifact store (runs' artifacts and packages).
+    pub fn artifacts(&self) -> anyhow::Result<ArtifactStore> {
+        let url = match &self.args.artifacts {
+            Some(u) => u.clone(),
+            None => {
+                let dir = self.args.data_dir.join("artifacts");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                dir.display().to_string()
+            }
+        };
+        ArtifactStore::open(&url).with_context(|| format!("cannot open the artifact store {url}"))
+    }
+
     /// Reads a dataset from its configured source or `override_source`.
     pub fn read(&self, name: &str, override_source: Option<&str>) -> anyhow::Result<Table> {
         let cfg = self.project.dataset(name)?;
@@ -184,8 +202,15 @@ impl Ctx {
             None => self.project.resolve_source(&cfg.source),
         };
         let local = self.fetch(&source)?;
+        let started = std::time::Instant::now();
         let table = read_dataset(cfg, local.path(), &source)
             .with_context(|| format!("cannot read dataset `{name}`"))?;
+        tracing::debug!(
+            dataset = name,
+            rows = table.rows(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "read"
+        );
         Ok(table)
     }
 
@@ -252,8 +277,20 @@ impl Ctx {
         quarantine: Option<PathBuf>,
     ) -> anyhow::Result<(kiln_data::expect::Validation, DatasetVersion)> {
         let cfg = self.project.dataset(name)?;
+        let started = std::time::Instant::now();
         let mut v = kiln_data::expect::validate(name, table, &cfg.expect)?;
+        tracing::debug!(
+            dataset = name,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "expectations judged"
+        );
+        let started = std::time::Instant::now();
         let version = self.record(name, table)?;
+        tracing::debug!(
+            dataset = name,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "version recorded"
+        );
         if v.quarantine.height() > 0 {
             let path = quarantine.unwrap_or_else(|| {
                 self.args

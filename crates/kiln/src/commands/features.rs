@@ -1,7 +1,7 @@
 //! `kiln data features NAME`: validated inputs → as-of joins, derived columns, encodings and
 //! a time split → the feature table and its transform spec, reused while inputs are unchanged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -42,7 +42,31 @@ fn checked_input(
 }
 
 pub fn run(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
-    let name = &a.name;
+    let built = ensure_built(ctx, &a.name, a.force, a.out.clone())?;
+    print_build(&built.summary, &built.dir, a.json, built.reused)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A feature build on disk.
+pub struct Built {
+    pub dir: PathBuf,
+    pub summary: kiln_data::features::BuildSummary,
+    /// The build was already there for these inputs and configuration.
+    pub reused: bool,
+    /// Digests of the datasets read: (name, digest), source first.
+    pub inputs: Vec<(String, String)>,
+    /// The feature table's own dataset version digest.
+    pub table_digest: String,
+}
+
+/// Builds feature set `name` unless a build for the same configuration and input bytes is
+/// already in place (or `force`). Inputs are validated first (see [`checked_input`]).
+pub fn ensure_built(
+    ctx: &Ctx,
+    name: &str,
+    force: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<Built> {
     let cfg = ctx.project.feature_set(name)?.clone();
     let (source, source_mask) = checked_input(ctx, &cfg.source)?;
     let mut joined = Vec::new();
@@ -53,24 +77,39 @@ pub fn run(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
     for (n, (t, _)) in &joined {
         digests.push((n.as_str(), t.digest.as_str()));
     }
+    let inputs: Vec<(String, String)> = digests
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_string()))
+        .collect();
     let build_digest = kiln_data::features::build_digest(name, &cfg, &digests);
-    let out = a.out.clone().unwrap_or_else(|| {
+    let out = out.unwrap_or_else(|| {
         ctx.args
             .data_dir
             .join("features")
             .join(name)
             .join(&build_digest[..16])
     });
-    if !a.force && out.join("build.json").is_file() && out.join("features.parquet").is_file() {
+    let table_path = out.join("features.parquet");
+    if !force
+        && out.join("build.json").is_file()
+        && table_path.is_file()
+        && out.join(kiln_data::features::PROFILE_FILE).is_file()
+    {
         let summary: kiln_data::features::BuildSummary =
             serde_json::from_slice(&std::fs::read(out.join("build.json"))?)
                 .context("cannot read the previous build's summary")?;
         if summary.build_digest == build_digest {
-            print_build(&summary, &out, a.json, true)?;
-            return Ok(ExitCode::SUCCESS);
+            let table_digest = kiln_data::read::file_digest(&table_path)?;
+            return Ok(Built {
+                dir: out,
+                summary,
+                reused: true,
+                inputs,
+                table_digest,
+            });
         }
     }
-    let inputs: Vec<kiln_data::features::Input<'_>> = joined
+    let joined_inputs: Vec<kiln_data::features::Input<'_>> = joined
         .iter()
         .map(|(n, (t, m))| kiln_data::features::Input {
             name: n,
@@ -86,19 +125,18 @@ pub fn run(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
             table: &source,
             excluded: source_mask.as_ref(),
         },
-        &inputs,
+        &joined_inputs,
     )
     .with_context(|| format!("cannot build feature set `{name}`"))?;
     kiln_data::features::write_output(&mut output, &out)
         .with_context(|| format!("cannot write feature set `{name}` to {}", out.display()))?;
     // The feature table is itself a dataset version, so runs can log it as their input.
-    let table_path = out.join("features.parquet");
-    let digest = kiln_data::read::file_digest(&table_path)?;
+    let table_digest = kiln_data::read::file_digest(&table_path)?;
     let store = ctx.store()?;
     ctx.rt.block_on(
         store.record_dataset_version(DatasetVersionInput {
             name: format!("features.{name}"),
-            digest,
+            digest: table_digest.clone(),
             source: table_path.display().to_string(),
             format: "parquet".into(),
             schema_json: serde_json::to_string(&kiln_data::features::schema_of(&output.table))?,
@@ -108,8 +146,13 @@ pub fn run(ctx: &Ctx, a: FeaturesArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(0),
         }),
     )?;
-    print_build(&output.summary, &out, a.json, false)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Built {
+        dir: out,
+        summary: output.summary,
+        reused: false,
+        inputs,
+        table_digest,
+    })
 }
 
 fn print_build(
@@ -165,7 +208,7 @@ fn print_build(
         s.features.join(", ")
     );
     println!(
-        "  wrote {}/{{features.parquet, spec.json, build.json}}",
+        "  wrote {}/{{features.parquet, spec.json, build.json, profile.json}}",
         out.display()
     );
     Ok(())
