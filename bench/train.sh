@@ -23,7 +23,7 @@
 #   KILN_TRAIN_BIN  Kiln's trainer bench [$CARGO_TARGET_DIR/release/examples/train_bench]
 #   (both built with cargo --release if missing and unset)
 #
-# Kiln side: `kiln features build delay` on bench/train/kiln.toml makes the feature table;
+# Kiln side: `kiln data features delay` on bench/train/kiln.toml makes the feature table;
 # bench/train/anchors.py exports its train and test splits as float32 arrays; the example
 # crates/kiln-ml/examples/train_bench.rs times `kiln_ml::boost::train` on them (binning
 # included) and scores the test split. LightGBM 4.6.0 (`lgb.Dataset` + `lgb.train`, binning
@@ -92,9 +92,9 @@ PY=$VENV/bin/python
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores; load average $LOAD_START; results in $WORK"
 
-KILN=("$KILN_BIN" --config bench/train/kiln.toml --data-dir "$WORK/kiln")
-log "building the delay features (kiln features build delay)"
-"${KILN[@]}" features build delay --json >"$WORK/build.json"
+log "building the delay features (kiln data features delay)"
+"$KILN_BIN" data features delay --config bench/train/kiln.toml --data-dir "$WORK/kiln" --json \
+  >"$WORK/build.json" 2>"$WORK/build.log"
 BUILD_DIR=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["output"])' "$WORK/build.json")
 "$PY" bench/train/anchors.py export "$BUILD_DIR" "$WORK/arrays" >"$WORK/arrays.json"
 log "arrays: $(cat "$WORK/arrays.json" | cut -c1-120)"
@@ -117,7 +117,7 @@ lines += [f"{k} = {json.dumps(v)}" for k, v in params.items()]
 print("\n".join(lines))
 PY
 t0=$(date +%s.%N)
-"$KILN_BIN" --config "$WORK/kiln.toml" --data-dir "$WORK/kiln" train delay --json \
+"$KILN_BIN" train delay --config "$WORK/kiln.toml" --data-dir "$WORK/kiln" --json \
   >"$WORK/kiln-train-run.json" 2>"$WORK/kiln-train-run.log"
 t1=$(date +%s.%N)
 E2E=$(echo "$t1 - $t0" | bc)

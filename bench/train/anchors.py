@@ -55,6 +55,11 @@ def auc(y, p):
     return float(roc_auc_score(y, p))
 
 
+def log_loss(y, p):
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def run(out_dir, params, repeats):
     meta = json.load(open(os.path.join(out_dir, "meta.json")))
     cols = meta["cols"]
@@ -88,6 +93,7 @@ def run(out_dir, params, repeats):
     pred = time.perf_counter() - t
     print(json.dumps({"tool": "lightgbm", "version": lgb.__version__, "fit_seconds": best,
                       "predict_seconds": pred, "test_auc": auc(sy, p),
+                      "train_log_loss": log_loss(ty, booster.predict(tx)),
                       "trees": booster.num_trees(), "threads": threads}))
     sys.stdout.flush()
 
@@ -114,6 +120,7 @@ def run(out_dir, params, repeats):
     pred = time.perf_counter() - t
     print(json.dumps({"tool": "sklearn-hgb", "version": sklearn.__version__, "fit_seconds": best,
                       "predict_seconds": pred, "test_auc": auc(sy, p),
+                      "train_log_loss": log_loss(ty, model.predict_proba(tx)[:, 1]),
                       "trees": int(model.n_iter_), "threads": threads}))
 
 

@@ -65,9 +65,12 @@ fn main() -> anyhow::Result<()> {
 
     let mut fit_seconds = f64::INFINITY;
     let mut model = None;
+    let mut train_loss = f64::NAN;
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
-        let out = train(&tx, &ty, None, Task::Binary, &p, &mut |_| {})?;
+        let out = train(&tx, &ty, None, Task::Binary, &p, &mut |it| {
+            train_loss = it.train_loss
+        })?;
         fit_seconds = fit_seconds.min(t.elapsed().as_secs_f64());
         if let Some(m) = &model
             && *m != out.model
@@ -92,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             "fit_seconds": fit_seconds,
             "predict_seconds": predict_seconds,
             "test_auc": auc,
+            "train_log_loss": train_loss,
             "trees": trees,
             "train_rows": ty.len(),
             "test_rows": sy.len(),

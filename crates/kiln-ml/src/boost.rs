@@ -192,9 +192,20 @@ fn bin_features(
     let mut categories = Vec::with_capacity(x.cols);
     for j in 0..x.cols {
         let col = x.column(j);
-        let mut vals: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
-        vals.sort_by(f32::total_cmp);
-        vals.dedup();
+        let mut sorted: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+        sorted.sort_by(f32::total_cmp);
+        // Distinct values and how many rows hold each.
+        let mut vals: Vec<f32> = Vec::new();
+        let mut counts: Vec<usize> = Vec::new();
+        for v in sorted {
+            match vals.last() {
+                Some(last) if *last == v => *counts.last_mut().expect("a count per value") += 1,
+                _ => {
+                    vals.push(v);
+                    counts.push(1);
+                }
+            }
+        }
         if let Some(pos) = categorical.iter().position(|c| *c == j) {
             let name = names
                 .get(pos)
@@ -218,15 +229,7 @@ fn bin_features(
         let e: Vec<f32> = if vals.len() <= max_bin {
             vals.windows(2).map(|w| midpoint(w[0], w[1])).collect()
         } else {
-            // Quantile edges over distinct values.
-            let mut e: Vec<f32> = (1..max_bin)
-                .map(|q| {
-                    let i = q * vals.len() / max_bin;
-                    midpoint(vals[i - 1], vals[i])
-                })
-                .collect();
-            e.dedup();
-            e
+            count_edges(&vals, &counts, max_bin)
         };
         let b: Vec<u8> = col
             .iter()
@@ -246,6 +249,30 @@ fn bin_features(
         bins,
         categories,
     })
+}
+
+/// Bin edges for more distinct values than bins: bins of about equal row counts (quantiles of
+/// the data, not of the distinct values, so that dense ranges get fine splits), a value that
+/// alone holds a bin's share of rows getting a bin of its own.
+fn count_edges(vals: &[f32], counts: &[usize], max_bin: usize) -> Vec<f32> {
+    let mut remaining: usize = counts.iter().sum();
+    let mut bins_left = max_bin;
+    let mut edges = Vec::with_capacity(max_bin - 1);
+    let mut acc = 0usize;
+    for i in 0..vals.len() - 1 {
+        acc += counts[i];
+        let target = remaining as f64 / bins_left as f64;
+        if acc as f64 >= target || counts[i + 1] as f64 >= target {
+            edges.push(midpoint(vals[i], vals[i + 1]));
+            remaining -= acc;
+            acc = 0;
+            bins_left -= 1;
+            if bins_left == 1 {
+                break;
+            }
+        }
+    }
+    edges
 }
 
 /// A threshold between two values, in f32, with `a <= t < b`.
@@ -299,40 +326,89 @@ struct Grower<'a> {
     n_bins: Vec<usize>,
     categorical: Vec<bool>,
     p: &'a GbdtParams,
+    /// Row-major histogram slots: per row and feature, the bin, or `n_bins[j]` for missing.
+    /// Histograms are built row by row over these (one pass over a row's features while its
+    /// gradient and hessian are in registers), which beats a pass per feature when rows
+    /// have a few dozen features.
+    row_slots: Vec<u8>,
+    /// Where each feature's slots start in a flat histogram, and the flat length.
+    offsets: Vec<usize>,
+    total_slots: usize,
+}
+
+impl<'a> Grower<'a> {
+    fn new(binned: &'a Binned, p: &'a GbdtParams) -> Self {
+        let cols = binned.bins.len();
+        let rows = binned.bins.first().map_or(0, Vec::len);
+        let n_bins: Vec<usize> = binned.edges.iter().map(|e| e.len() + 1).collect();
+        let mut offsets = Vec::with_capacity(cols);
+        let mut total_slots = 0;
+        for nb in &n_bins {
+            offsets.push(total_slots);
+            total_slots += nb + 1;
+        }
+        let mut row_slots = vec![0u8; rows * cols];
+        for (j, col) in binned.bins.iter().enumerate() {
+            // n_bins ≤ max_bin ≤ 255, so the missing slot fits a byte.
+            let miss = n_bins[j] as u8;
+            for (r, b) in col.iter().enumerate() {
+                row_slots[r * cols + j] = if *b == MISSING { miss } else { *b };
+            }
+        }
+        Grower {
+            bins: &binned.bins,
+            n_bins,
+            categorical: binned.categories.iter().map(Option::is_some).collect(),
+            p,
+            row_slots,
+            offsets,
+            total_slots,
+        }
+    }
+
+    /// The flat histogram of `rows` over every feature.
+    fn flat_histogram(&self, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<Bin> {
+        let cols = self.bins.len();
+        let mut hist = vec![Bin::default(); self.total_slots];
+        for &r in rows {
+            let r = r as usize;
+            let (gr, hr) = (g[r], h[r]);
+            let slots = &self.row_slots[r * cols..(r + 1) * cols];
+            for (off, slot) in self.offsets.iter().zip(slots) {
+                let e = &mut hist[off + *slot as usize];
+                e.g += gr;
+                e.h += hr;
+                e.n += 1;
+            }
+        }
+        hist
+    }
 }
 
 impl Grower<'_> {
+    /// Per feature in `features`, the gradient/hessian/count histogram of `rows` (other
+    /// features get an empty one). Large leaves are split over two threads by rows.
     fn histogram(&self, rows: &[u32], g: &[f64], h: &[f64], features: &[usize]) -> Vec<Vec<Bin>> {
-        let one = |j: usize| -> Vec<Bin> {
-            let mut hist = vec![Bin::default(); self.n_bins[j] + 1];
-            let col = &self.bins[j];
-            let miss = self.n_bins[j];
-            for &r in rows {
-                let r = r as usize;
-                let b = col[r];
-                let slot = if b == MISSING { miss } else { b as usize };
-                let e = &mut hist[slot];
-                e.g += g[r];
-                e.h += h[r];
-                e.n += 1;
-            }
-            hist
-        };
-        let mut out: Vec<Vec<Bin>> = vec![Vec::new(); self.bins.len()];
-        if rows.len() >= 4096 && features.len() >= 2 {
-            let (a, b) = features.split_at(features.len() / 2);
-            let (ha, hb) = std::thread::scope(|s| {
-                let t = s.spawn(|| b.iter().map(|&j| one(j)).collect::<Vec<_>>());
-                let ha: Vec<_> = a.iter().map(|&j| one(j)).collect();
+        let flat = if rows.len() >= 8192 {
+            let (a, b) = rows.split_at(rows.len() / 2);
+            let (mut ha, hb) = std::thread::scope(|s| {
+                let t = s.spawn(|| self.flat_histogram(b, g, h));
+                let ha = self.flat_histogram(a, g, h);
                 (ha, t.join().expect("histogram thread"))
             });
-            for (&j, hj) in a.iter().zip(ha).chain(b.iter().zip(hb)) {
-                out[j] = hj;
+            for (x, y) in ha.iter_mut().zip(&hb) {
+                x.g += y.g;
+                x.h += y.h;
+                x.n += y.n;
             }
+            ha
         } else {
-            for &j in features {
-                out[j] = one(j);
-            }
+            self.flat_histogram(rows, g, h)
+        };
+        let mut out: Vec<Vec<Bin>> = vec![Vec::new(); self.bins.len()];
+        for &j in features {
+            let start = self.offsets[j];
+            out[j] = flat[start..start + self.n_bins[j] + 1].to_vec();
         }
         out
     }
@@ -564,13 +640,7 @@ pub fn train(
         &p.categorical_columns,
         &p.categorical_features,
     )?;
-    let n_bins: Vec<usize> = binned.edges.iter().map(|e| e.len() + 1).collect();
-    let grower = Grower {
-        bins: &binned.bins,
-        n_bins,
-        categorical: binned.categories.iter().map(Option::is_some).collect(),
-        p,
-    };
+    let grower = Grower::new(&binned, p);
 
     // Base scores: prior log-odds, log class frequencies, or the mean.
     let base: Vec<f64> = match task {

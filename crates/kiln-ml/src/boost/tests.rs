@@ -19,6 +19,26 @@ fn random_matrix(rows: usize, cols: usize, seed: u64) -> Matrix {
     .unwrap()
 }
 
+/// Bins follow the rows, not the distinct values: a value held by half the rows gets a bin of
+/// its own and the rest share the other bins about equally.
+#[test]
+fn bins_hold_about_equal_row_counts() {
+    let mut vals = vec![0.0f32];
+    let mut counts = vec![3000usize];
+    for i in 1..=3000 {
+        vals.push(i as f32);
+        counts.push(1);
+    }
+    let e = count_edges(&vals, &counts, 4);
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0] > 0.0 && e[0] < 1.0, "{e:?}");
+    // 3,000 single rows over the 3 bins left: edges near 1,000 and 2,000.
+    assert!(
+        (e[1] - 1000.5).abs() <= 2.0 && (e[2] - 2000.5).abs() <= 2.0,
+        "{e:?}"
+    );
+}
+
 mod cases {
     use super::*;
 
