@@ -560,20 +560,36 @@ fn check_labels(task: Task, y: &[f64], split: &str) -> Result<()> {
 }
 
 /// Mean loss of raw scores `s` (rows × k) against labels.
+/// The mean loss, over two threads for large inputs (each half summed in order, so the
+/// result is deterministic).
 fn loss(task: Task, s: &[f64], y: &[f64]) -> f64 {
     let n = y.len().max(1) as f64;
+    if y.len() < 32_768 {
+        return loss_sum(task, s, y) / n;
+    }
+    let half = y.len() / 2;
+    let k = task.n_scores();
+    let (sa, sb) = s.split_at(half * k);
+    let (ya, yb) = y.split_at(half);
+    let (a, b) = std::thread::scope(|sc| {
+        let t = sc.spawn(|| loss_sum(task, sb, yb));
+        (loss_sum(task, sa, ya), t.join().expect("loss thread"))
+    });
+    (a + b) / n
+}
+
+fn loss_sum(task: Task, s: &[f64], y: &[f64]) -> f64 {
     match task {
-        Task::Regression => y.iter().zip(s).map(|(y, s)| (s - y).powi(2)).sum::<f64>() / n,
-        Task::Binary => {
-            y.iter()
-                .zip(s)
-                .map(|(y, s)| {
-                    let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
-                    -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
-                })
-                .sum::<f64>()
-                / n
-        }
+        Task::Regression => y.iter().zip(s).map(|(y, s)| (s - y).powi(2)).sum::<f64>(),
+        // Labels are 0 or 1 (checked before training): one logarithm per row.
+        Task::Binary => y
+            .iter()
+            .zip(s)
+            .map(|(y, s)| {
+                let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
+                -(if *y > 0.5 { p } else { 1.0 - p }).ln()
+            })
+            .sum::<f64>(),
         Task::Multiclass { classes: k } => {
             let mut total = 0.0;
             for (i, y) in y.iter().enumerate() {
@@ -582,7 +598,7 @@ fn loss(task: Task, s: &[f64], y: &[f64]) -> f64 {
                 let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
                 total += -(row[*y as usize] - m - z.ln());
             }
-            total / n
+            total
         }
     }
 }
@@ -895,11 +911,11 @@ fn grow_tree(
         nodes[leaf.node] = split;
         // The smaller child's histogram is built; the larger one's is the parent's minus it.
         let (small, large, small_is_left) = if left.len() <= right.len() {
-            (&left, &right, true)
+            (left, right, true)
         } else {
-            (&right, &left, false)
+            (right, left, false)
         };
-        let small_hist = grower.histogram(small, g, h, features);
+        let small_hist = grower.histogram(&small, g, h, features);
         let large_hist: Vec<Vec<Bin>> = leaf
             .hist
             .iter()
@@ -915,7 +931,7 @@ fn grow_tree(
                     .collect()
             })
             .collect();
-        let (sg, sh) = sum(small);
+        let (sg, sh) = sum(&small);
         let make = |rows: Vec<u32>, hist, g, h, node| Leaf {
             rows,
             hist,
@@ -931,10 +947,8 @@ fn grow_tree(
         } else {
             (rnode, lnode)
         };
-        let small_rows = small.clone();
-        let large_rows = large.clone();
-        let mut a = make(small_rows, small_hist, sg, sh, small_node);
-        let mut b = make(large_rows, large_hist, leaf.g - sg, leaf.h - sh, large_node);
+        let mut a = make(small, small_hist, sg, sh, small_node);
+        let mut b = make(large, large_hist, leaf.g - sg, leaf.h - sh, large_node);
         a.best = grower.best_split(&a, features);
         b.best = grower.best_split(&b, features);
         // Keep node order stable: left child first.
