@@ -3,6 +3,7 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::binning::count_edges;
 use super::*;
 
 /// A random matrix.

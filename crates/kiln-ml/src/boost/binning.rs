@@ -1,0 +1,119 @@
+//! Binning for the booster: each feature's values mapped once to at most `max_bin` bins of
+//! about equal row counts (categorical features: one bin per category), NaN to its own bin.
+
+use crate::error::{MlError, Result};
+use crate::matrix::Matrix;
+
+/// The missing-value bin (values get bins `0..n_bins`).
+pub(super) const MISSING: u8 = 255;
+
+pub(super) struct Binned {
+    /// Per feature: the upper edge of each bin but the last (`v <= edges[b]` ⇔ bin ≤ b).
+    pub(super) edges: Vec<Vec<f32>>,
+    /// Column-major bins, `MISSING` for NaN.
+    pub(super) bins: Vec<Vec<u8>>,
+    /// Per feature: for a categorical one, the code of each bin (one bin per category).
+    pub(super) categories: Vec<Option<Vec<f32>>>,
+}
+
+/// `categorical` are the categorical columns, `names` their names (for messages; may be
+/// shorter).
+pub(super) fn bin_features(
+    x: &Matrix,
+    max_bin: usize,
+    categorical: &[usize],
+    names: &[String],
+) -> Result<Binned> {
+    let mut edges = Vec::with_capacity(x.cols);
+    let mut bins = Vec::with_capacity(x.cols);
+    let mut categories = Vec::with_capacity(x.cols);
+    for j in 0..x.cols {
+        let col = x.column(j);
+        let mut sorted: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+        sorted.sort_by(f32::total_cmp);
+        // Distinct values and how many rows hold each.
+        let mut vals: Vec<f32> = Vec::new();
+        let mut counts: Vec<usize> = Vec::new();
+        for v in sorted {
+            match vals.last() {
+                Some(last) if *last == v => *counts.last_mut().expect("a count per value") += 1,
+                _ => {
+                    vals.push(v);
+                    counts.push(1);
+                }
+            }
+        }
+        if let Some(pos) = categorical.iter().position(|c| *c == j) {
+            let name = names
+                .get(pos)
+                .map_or_else(|| format!("{j}"), |n| format!("`{n}`"));
+            if let Some(v) = vals.iter().find(|v| v.fract() != 0.0 || v.is_infinite()) {
+                return Err(MlError::Training(format!(
+                    "gbdt: categorical feature {name} holds {v}, not a category code (a whole \
+                     number, as an `ordinal` encoding gives)"
+                )));
+            }
+            if vals.len() > max_bin {
+                return Err(MlError::Training(format!(
+                    "gbdt: categorical feature {name} has {} categories; at most max_bin = {max_bin}",
+                    vals.len()
+                )));
+            }
+            categories.push(Some(vals.clone()));
+        } else {
+            categories.push(None);
+        }
+        let e: Vec<f32> = if vals.len() <= max_bin {
+            vals.windows(2).map(|w| midpoint(w[0], w[1])).collect()
+        } else {
+            count_edges(&vals, &counts, max_bin)
+        };
+        let b: Vec<u8> = col
+            .iter()
+            .map(|v| {
+                if v.is_nan() {
+                    MISSING
+                } else {
+                    e.partition_point(|edge| *edge < *v) as u8
+                }
+            })
+            .collect();
+        edges.push(e);
+        bins.push(b);
+    }
+    Ok(Binned {
+        edges,
+        bins,
+        categories,
+    })
+}
+
+/// Bin edges for more distinct values than bins: bins of about equal row counts (quantiles of
+/// the data, not of the distinct values, so that dense ranges get fine splits), a value that
+/// alone holds a bin's share of rows getting a bin of its own.
+pub(super) fn count_edges(vals: &[f32], counts: &[usize], max_bin: usize) -> Vec<f32> {
+    let mut remaining: usize = counts.iter().sum();
+    let mut bins_left = max_bin;
+    let mut edges = Vec::with_capacity(max_bin - 1);
+    let mut acc = 0usize;
+    for i in 0..vals.len() - 1 {
+        acc += counts[i];
+        let target = remaining as f64 / bins_left as f64;
+        if acc as f64 >= target || counts[i + 1] as f64 >= target {
+            edges.push(midpoint(vals[i], vals[i + 1]));
+            remaining -= acc;
+            acc = 0;
+            bins_left -= 1;
+            if bins_left == 1 {
+                break;
+            }
+        }
+    }
+    edges
+}
+
+/// A threshold between two values, in f32, with `a <= t < b`.
+fn midpoint(a: f32, b: f32) -> f32 {
+    let m = ((f64::from(a) + f64::from(b)) / 2.0) as f32;
+    if m >= b { a } else { m }
+}
