@@ -305,10 +305,7 @@ impl Grower<'_> {
         if p.max_depth > 0 && leaf.depth >= p.max_depth {
             return None;
         }
-        let lambda = p.lambda_l2;
-        let score = |g: f64, h: f64| g * g / (h + lambda);
-        let parent = score(leaf.g, leaf.h);
-        let total_n = leaf.rows.len() as u32;
+        let parent = self.score(leaf.g, leaf.h);
         let mut best: Option<Split> = None;
         for &j in features {
             let hist = &leaf.hist[j];
@@ -318,7 +315,7 @@ impl Grower<'_> {
             let nb = self.n_bins[j];
             let miss = hist[nb];
             if self.categorical[j] {
-                self.best_category(leaf, j, &mut best);
+                self.best_category(leaf, parent, j, &mut best);
                 continue;
             }
             for missing_left in [false, true] {
@@ -334,17 +331,7 @@ impl Grower<'_> {
                     gl += e.g;
                     hl += e.h;
                     nl += e.n;
-                    let nr = total_n - nl;
-                    if (nl as usize) < p.min_data_in_leaf || (nr as usize) < p.min_data_in_leaf {
-                        continue;
-                    }
-                    let (gr, hr) = (leaf.g - gl, leaf.h - hl);
-                    if hl < p.min_sum_hessian_in_leaf || hr < p.min_sum_hessian_in_leaf {
-                        continue;
-                    }
-                    let gain = score(gl, hl) + score(gr, hr) - parent;
-                    if gain > p.min_gain_to_split
-                        && gain > 1e-12
+                    if let Some(gain) = self.gain(leaf, parent, gl, hl, nl)
                         && best.is_none_or(|s| gain > s.gain)
                     {
                         best = Some(Split {
@@ -363,14 +350,30 @@ impl Grower<'_> {
 }
 
 impl Grower<'_> {
+    fn score(&self, g: f64, h: f64) -> f64 {
+        g * g / (h + self.p.lambda_l2)
+    }
+
+    /// The gain of sending `nl` rows with sums `gl`, `hl` left and the rest of `leaf` right,
+    /// if both sides meet the leaf-size limits and the gain is worth a split.
+    #[inline]
+    fn gain(&self, leaf: &Leaf, parent: f64, gl: f64, hl: f64, nl: u32) -> Option<f64> {
+        let p = self.p;
+        let nr = leaf.rows.len() as u32 - nl;
+        if (nl as usize) < p.min_data_in_leaf || (nr as usize) < p.min_data_in_leaf {
+            return None;
+        }
+        let (gr, hr) = (leaf.g - gl, leaf.h - hl);
+        if hl < p.min_sum_hessian_in_leaf || hr < p.min_sum_hessian_in_leaf {
+            return None;
+        }
+        let gain = self.score(gl, hl) + self.score(gr, hr) - parent;
+        (gain > p.min_gain_to_split && gain > 1e-12).then_some(gain)
+    }
+
     /// One category against the rest, for categorical feature `j` (missing values on the side
     /// that gains more); improves `best` if one beats it.
-    fn best_category(&self, leaf: &Leaf, j: usize, best: &mut Option<Split>) {
-        let p = self.p;
-        let lambda = p.lambda_l2;
-        let score = |g: f64, h: f64| g * g / (h + lambda);
-        let parent = score(leaf.g, leaf.h);
-        let total_n = leaf.rows.len() as u32;
+    fn best_category(&self, leaf: &Leaf, parent: f64, j: usize, best: &mut Option<Split>) {
         let hist = &leaf.hist[j];
         let nb = self.n_bins[j];
         let miss = hist[nb];
@@ -387,16 +390,8 @@ impl Grower<'_> {
                 } else {
                     (e.g, e.h, e.n)
                 };
-                let nr = total_n - nl;
-                if (nl as usize) < p.min_data_in_leaf || (nr as usize) < p.min_data_in_leaf {
-                    continue;
-                }
-                let (gr, hr) = (leaf.g - gl, leaf.h - hl);
-                if hl < p.min_sum_hessian_in_leaf || hr < p.min_sum_hessian_in_leaf {
-                    continue;
-                }
-                let gain = score(gl, hl) + score(gr, hr) - parent;
-                if gain > p.min_gain_to_split && gain > 1e-12 && best.is_none_or(|s| gain > s.gain)
+                if let Some(gain) = self.gain(leaf, parent, gl, hl, nl)
+                    && best.is_none_or(|s| gain > s.gain)
                 {
                     *best = Some(Split {
                         feature: j,

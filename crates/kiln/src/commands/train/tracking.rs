@@ -86,13 +86,7 @@ impl<'a> Tracker<'a> {
 
     pub fn params(&self, run: &RunRef, params: &BTreeMap<String, String>) -> anyhow::Result<()> {
         let batch = BatchInput {
-            params: params
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            params: key_values(params.iter()),
             ..Default::default()
         };
         Ok(self
@@ -103,13 +97,7 @@ impl<'a> Tracker<'a> {
 
     pub fn tags(&self, run: &RunRef, tags: &[(String, String)]) -> anyhow::Result<()> {
         let batch = BatchInput {
-            tags: tags
-                .iter()
-                .map(|(k, v)| KeyValue {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            tags: key_values(tags.iter().map(|(k, v)| (k, v))),
             ..Default::default()
         };
         Ok(self
@@ -232,4 +220,13 @@ pub fn walk(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+fn key_values<'a>(pairs: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<KeyValue> {
+    pairs
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
 }
