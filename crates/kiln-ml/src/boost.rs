@@ -175,9 +175,28 @@ struct Bin {
     n: u32,
 }
 
+impl Bin {
+    #[inline]
+    fn add(&mut self, o: &Bin) {
+        self.g += o.g;
+        self.h += o.h;
+        self.n += o.n;
+    }
+
+    #[inline]
+    fn sub(&mut self, o: &Bin) {
+        self.g -= o.g;
+        self.h -= o.h;
+        self.n -= o.n;
+    }
+}
+
 struct Leaf {
-    rows: Vec<u32>,
-    hist: Vec<Vec<Bin>>,
+    /// The leaf's rows are `order[begin..end]` of [`grow_tree`]'s row order.
+    begin: usize,
+    end: usize,
+    /// The flat histogram over every feature (see [`Grower::offsets`]).
+    hist: Vec<Bin>,
     g: f64,
     h: f64,
     depth: usize,
@@ -195,36 +214,28 @@ struct Split {
     gain: f64,
 }
 
-impl Split {
-    #[inline]
-    fn goes_left(&self, b: u8) -> bool {
-        if b == MISSING {
-            self.missing_left
-        } else if self.categorical {
-            b == self.bin
-        } else {
-            b <= self.bin
-        }
-    }
-}
-
 struct Grower<'a> {
-    bins: &'a [Vec<u8>],
     n_bins: Vec<usize>,
     categorical: Vec<bool>,
     p: &'a GbdtParams,
-    /// Row-major histogram slots: per row and feature, the bin, or `n_bins[j]` for missing.
-    /// Histograms are built row by row over these (one pass over a row's features while its
-    /// gradient and hessian are in registers), which beats a pass per feature when rows
-    /// have a few dozen features.
-    row_slots: Vec<u8>,
-    /// Where each feature's slots start in a flat histogram, and the flat length.
+    /// Where each feature's slots start in a flat histogram (its bins, then its missing
+    /// slot), and the flat length.
     offsets: Vec<usize>,
     total_slots: usize,
+    /// Per feature, the flat slot of its most frequent bin (missing included). Rows are not
+    /// stored under it: its sums are the leaf's totals minus the feature's other slots. With
+    /// one-hot columns, mostly-zero and mostly-missing features this skips most of each row,
+    /// the effect of LightGBM's exclusive feature bundling without bundles.
+    default_slot: Vec<usize>,
+    /// Row-major sparse rows: row `r`'s flat slots outside the defaults are
+    /// `row_slots[row_start[r]..row_start[r + 1]]`. Histograms are built row by row over
+    /// these (one pass over a row's slots while its gradient and hessian are in registers).
+    row_start: Vec<u32>,
+    row_slots: Vec<u16>,
 }
 
 impl<'a> Grower<'a> {
-    fn new(binned: &'a Binned, p: &'a GbdtParams) -> Self {
+    fn new(binned: &'a Binned, p: &'a GbdtParams) -> Result<Self> {
         let cols = binned.bins.len();
         let rows = binned.bins.first().map_or(0, Vec::len);
         let n_bins: Vec<usize> = binned.edges.iter().map(|e| e.len() + 1).collect();
@@ -234,70 +245,112 @@ impl<'a> Grower<'a> {
             offsets.push(total_slots);
             total_slots += nb + 1;
         }
-        let mut row_slots = vec![0u8; rows * cols];
-        for (j, col) in binned.bins.iter().enumerate() {
-            // n_bins ≤ max_bin ≤ 255, so the missing slot fits a byte.
-            let miss = n_bins[j] as u8;
-            for (r, b) in col.iter().enumerate() {
-                row_slots[r * cols + j] = if *b == MISSING { miss } else { *b };
-            }
+        if total_slots > usize::from(u16::MAX) || rows > u32::MAX as usize {
+            return Err(MlError::Training(format!(
+                "gbdt: {cols} features × {} bins need {total_slots} histogram slots over {rows} \
+                 rows; at most 65,535 slots and 2^32 rows are supported (lower max_bin)",
+                p.max_bin
+            )));
         }
-        Grower {
-            bins: &binned.bins,
+        let slot = |j: usize, b: u8| offsets[j] + if b == MISSING { n_bins[j] } else { b as usize };
+        let mut default_slot = Vec::with_capacity(cols);
+        for (j, col) in binned.bins.iter().enumerate() {
+            let mut counts = vec![0usize; n_bins[j] + 1];
+            for b in col {
+                counts[slot(j, *b) - offsets[j]] += 1;
+            }
+            let most = (0..counts.len()).max_by_key(|i| (counts[*i], std::cmp::Reverse(*i)));
+            default_slot.push(offsets[j] + most.unwrap_or(0));
+        }
+        let mut row_start = Vec::with_capacity(rows + 1);
+        let mut row_slots = Vec::new();
+        row_start.push(0u32);
+        for r in 0..rows {
+            for (j, col) in binned.bins.iter().enumerate() {
+                let s = slot(j, col[r]);
+                if s != default_slot[j] {
+                    row_slots.push(s as u16);
+                }
+            }
+            if row_slots.len() > u32::MAX as usize {
+                return Err(MlError::Training(format!(
+                    "gbdt: {rows} rows × {cols} features are more than this trainer supports"
+                )));
+            }
+            row_start.push(row_slots.len() as u32);
+        }
+        Ok(Grower {
             n_bins,
             categorical: binned.categories.iter().map(Option::is_some).collect(),
             p,
-            row_slots,
             offsets,
             total_slots,
-        }
+            default_slot,
+            row_start,
+            row_slots,
+        })
     }
 
-    /// The flat histogram of `rows` over every feature.
-    fn flat_histogram(&self, rows: &[u32], g: &[f64], h: &[f64]) -> Vec<Bin> {
-        let cols = self.bins.len();
+    /// The flat histogram of `rows` without the default slots, and the rows' totals.
+    fn sparse_histogram(&self, rows: &[u32], gh: &[[f64; 2]]) -> (Vec<Bin>, Bin) {
         let mut hist = vec![Bin::default(); self.total_slots];
+        let (mut tg, mut th) = (0.0, 0.0);
         for &r in rows {
             let r = r as usize;
-            let (gr, hr) = (g[r], h[r]);
-            let slots = &self.row_slots[r * cols..(r + 1) * cols];
-            for (off, slot) in self.offsets.iter().zip(slots) {
-                let e = &mut hist[off + *slot as usize];
+            let [gr, hr] = gh[r];
+            tg += gr;
+            th += hr;
+            let slots = &self.row_slots[self.row_start[r] as usize..self.row_start[r + 1] as usize];
+            for &s in slots {
+                let e = &mut hist[s as usize];
                 e.g += gr;
                 e.h += hr;
                 e.n += 1;
             }
         }
-        hist
+        let total = Bin {
+            g: tg,
+            h: th,
+            n: rows.len() as u32,
+        };
+        (hist, total)
     }
-}
 
-impl Grower<'_> {
-    /// Per feature in `features`, the gradient/hessian/count histogram of `rows` (other
-    /// features get an empty one). Large leaves are split over two threads by rows.
-    fn histogram(&self, rows: &[u32], g: &[f64], h: &[f64], features: &[usize]) -> Vec<Vec<Bin>> {
-        let flat = if rows.len() >= 8192 {
+    /// The flat histogram of `rows` over every feature, and the rows' gradient and hessian
+    /// sums. Large leaves are split over two threads by rows.
+    fn histogram(&self, rows: &[u32], gh: &[[f64; 2]]) -> (Vec<Bin>, Bin) {
+        let (mut hist, total) = if rows.len() >= 8192 {
             let (a, b) = rows.split_at(rows.len() / 2);
-            let (mut ha, hb) = std::thread::scope(|s| {
-                let t = s.spawn(|| self.flat_histogram(b, g, h));
-                let ha = self.flat_histogram(a, g, h);
-                (ha, t.join().expect("histogram thread"))
+            let ((mut ha, mut ta), (hb, tb)) = std::thread::scope(|s| {
+                let t = s.spawn(|| self.sparse_histogram(b, gh));
+                let a = self.sparse_histogram(a, gh);
+                (a, t.join().expect("histogram thread"))
             });
             for (x, y) in ha.iter_mut().zip(&hb) {
-                x.g += y.g;
-                x.h += y.h;
-                x.n += y.n;
+                x.add(y);
             }
-            ha
+            ta.add(&tb);
+            (ha, ta)
         } else {
-            self.flat_histogram(rows, g, h)
+            self.sparse_histogram(rows, gh)
         };
-        let mut out: Vec<Vec<Bin>> = vec![Vec::new(); self.bins.len()];
-        for &j in features {
+        // Each default slot holds what the feature's other slots do not.
+        for (j, &d) in self.default_slot.iter().enumerate() {
             let start = self.offsets[j];
-            out[j] = flat[start..start + self.n_bins[j] + 1].to_vec();
+            let mut rest = total;
+            for (i, e) in hist[start..start + self.n_bins[j] + 1].iter().enumerate() {
+                if start + i != d {
+                    rest.sub(e);
+                }
+            }
+            hist[d] = rest;
         }
-        out
+        (hist, total)
+    }
+
+    /// The histogram of feature `j` (its bins, then the missing slot) in a flat one.
+    fn feature_hist<'h>(&self, flat: &'h [Bin], j: usize) -> &'h [Bin] {
+        &flat[self.offsets[j]..self.offsets[j] + self.n_bins[j] + 1]
     }
 
     fn best_split(&self, leaf: &Leaf, features: &[usize]) -> Option<Split> {
@@ -308,30 +361,21 @@ impl Grower<'_> {
         let parent = self.score(leaf.g, leaf.h);
         let mut best: Option<Split> = None;
         for &j in features {
-            let hist = &leaf.hist[j];
-            if hist.is_empty() {
-                continue;
-            }
-            let nb = self.n_bins[j];
-            let miss = hist[nb];
             if self.categorical[j] {
                 self.best_category(leaf, parent, j, &mut best);
                 continue;
             }
+            let hist = self.feature_hist(&leaf.hist, j);
+            let nb = self.n_bins[j];
+            let miss = hist[nb];
             for missing_left in [false, true] {
                 if missing_left && miss.n == 0 {
                     continue;
                 }
-                let (mut gl, mut hl, mut nl) = if missing_left {
-                    (miss.g, miss.h, miss.n)
-                } else {
-                    (0.0, 0.0, 0)
-                };
+                let mut left = if missing_left { miss } else { Bin::default() };
                 for (b, e) in hist.iter().enumerate().take(nb.saturating_sub(1)) {
-                    gl += e.g;
-                    hl += e.h;
-                    nl += e.n;
-                    if let Some(gain) = self.gain(leaf, parent, gl, hl, nl)
+                    left.add(e);
+                    if let Some(gain) = self.gain(leaf, parent, left.g, left.h, left.n)
                         && best.is_none_or(|s| gain > s.gain)
                     {
                         best = Some(Split {
@@ -359,7 +403,7 @@ impl Grower<'_> {
     #[inline]
     fn gain(&self, leaf: &Leaf, parent: f64, gl: f64, hl: f64, nl: u32) -> Option<f64> {
         let p = self.p;
-        let nr = leaf.rows.len() as u32 - nl;
+        let nr = (leaf.end - leaf.begin) as u32 - nl;
         if (nl as usize) < p.min_data_in_leaf || (nr as usize) < p.min_data_in_leaf {
             return None;
         }
@@ -374,7 +418,7 @@ impl Grower<'_> {
     /// One category against the rest, for categorical feature `j` (missing values on the side
     /// that gains more); improves `best` if one beats it.
     fn best_category(&self, leaf: &Leaf, parent: f64, j: usize, best: &mut Option<Split>) {
-        let hist = &leaf.hist[j];
+        let hist = self.feature_hist(&leaf.hist, j);
         let nb = self.n_bins[j];
         let miss = hist[nb];
         for (b, e) in hist.iter().enumerate().take(nb) {
@@ -443,34 +487,89 @@ fn check_labels(task: Task, y: &[f64], split: &str) -> Result<()> {
 
 /// The mean loss of raw scores `s` (rows × k) against labels, over two threads for large inputs (each half summed in order, so the
 /// result is deterministic).
-fn loss(task: Task, s: &[f64], y: &[f64]) -> f64 {
+/// The gradient and hessian of the objective for score `class` of each row, at scores `s`
+/// (row-major, `task.n_scores()` per row) and labels `y`.
+fn gradients(task: Task, class: usize, s: &[f64], y: &[f64], gh: &mut [[f64; 2]]) {
+    let k = task.n_scores();
+    for (i, (out, y)) in gh.iter_mut().zip(y).enumerate() {
+        *out = match task {
+            Task::Regression => [s[i] - y, 1.0],
+            Task::Binary => {
+                let pr = sigmoid(s[i]);
+                [pr - y, (pr * (1.0 - pr)).max(1e-16)]
+            }
+            Task::Multiclass { .. } => {
+                let row = &s[i * k..(i + 1) * k];
+                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                let pr = (row[class] - m).exp() / z;
+                let t = if *y as usize == class { 1.0 } else { 0.0 };
+                // LightGBM's factor K/(K-1) on the softmax hessian.
+                let factor = k as f64 / (k as f64 - 1.0);
+                [pr - t, (factor * pr * (1.0 - pr)).max(1e-16)]
+            }
+        };
+    }
+}
+
+/// The mean loss of scores `s` (row-major, `task.n_scores()` per row) on labels `y`; for a
+/// one-score task, also the gradients and hessians at `s` into `gh` when given (one pass).
+/// Large data is split over two threads by rows.
+fn loss(task: Task, s: &[f64], y: &[f64], gh: Option<&mut [[f64; 2]]>) -> f64 {
     let n = y.len().max(1) as f64;
     if y.len() < 32_768 {
-        return loss_sum(task, s, y) / n;
+        return loss_sum(task, s, y, gh) / n;
     }
     let half = y.len() / 2;
     let k = task.n_scores();
     let (sa, sb) = s.split_at(half * k);
     let (ya, yb) = y.split_at(half);
+    let (gha, ghb) = match gh {
+        Some(gh) => {
+            let (a, b) = gh.split_at_mut(half);
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
     let (a, b) = std::thread::scope(|sc| {
-        let t = sc.spawn(|| loss_sum(task, sb, yb));
-        (loss_sum(task, sa, ya), t.join().expect("loss thread"))
+        let t = sc.spawn(|| loss_sum(task, sb, yb, ghb));
+        (loss_sum(task, sa, ya, gha), t.join().expect("loss thread"))
     });
     (a + b) / n
 }
 
-fn loss_sum(task: Task, s: &[f64], y: &[f64]) -> f64 {
+fn loss_sum(task: Task, s: &[f64], y: &[f64], mut gh: Option<&mut [[f64; 2]]>) -> f64 {
     match task {
-        Task::Regression => y.iter().zip(s).map(|(y, s)| (s - y).powi(2)).sum::<f64>(),
-        // Labels are 0 or 1 (checked before training): one logarithm per row.
-        Task::Binary => y
-            .iter()
-            .zip(s)
-            .map(|(y, s)| {
-                let p = sigmoid(*s).clamp(1e-15, 1.0 - 1e-15);
-                -(if *y > 0.5 { p } else { 1.0 - p }).ln()
-            })
-            .sum::<f64>(),
+        Task::Regression => {
+            let mut total = 0.0;
+            for (i, (y, s)) in y.iter().zip(s).enumerate() {
+                if let Some(gh) = gh.as_deref_mut() {
+                    gh[i] = [s - y, 1.0];
+                }
+                total += (s - y).powi(2);
+            }
+            total
+        }
+        // Labels are 0 or 1 (checked before training). The log-likelihood is the logarithm of
+        // the product of each row's probability of its label, kept as a mantissa and a binary
+        // exponent: one logarithm per call instead of one per row.
+        Task::Binary => {
+            let (mut m, mut e) = (1.0f64, 0i64);
+            for (i, (y, s)) in y.iter().zip(s).enumerate() {
+                let p = sigmoid(*s);
+                if let Some(gh) = gh.as_deref_mut() {
+                    gh[i] = [p - y, (p * (1.0 - p)).max(1e-16)];
+                }
+                m *= (if *y > 0.5 { p } else { 1.0 - p }).clamp(1e-15, 1.0 - 1e-15);
+                // 16 factors ≥ 1e-15 stay far above f64's smallest normal number.
+                if i % 16 == 15 {
+                    let (mant, exp) = split_exponent(m);
+                    m = mant;
+                    e += exp;
+                }
+            }
+            -(m.ln() + e as f64 * std::f64::consts::LN_2)
+        }
         Task::Multiclass { classes: k } => {
             let mut total = 0.0;
             for (i, y) in y.iter().enumerate() {
@@ -482,6 +581,14 @@ fn loss_sum(task: Task, s: &[f64], y: &[f64]) -> f64 {
             total
         }
     }
+}
+
+/// `x = mant · 2^exp` with `mant` in [1, 2), for a positive normal `x`.
+fn split_exponent(x: f64) -> (f64, i64) {
+    const EXP: u64 = 0x7ff << 52;
+    let bits = x.to_bits();
+    let exp = ((bits & EXP) >> 52) as i64 - 1023;
+    (f64::from_bits((bits & !EXP) | (1023 << 52)), exp)
 }
 
 /// Trains gradient-boosted trees for `task` (labels: 0/1, class ids 0..K-1, or numbers).
@@ -537,7 +644,7 @@ pub fn train(
         &p.categorical_columns,
         &p.categorical_features,
     )?;
-    let grower = Grower::new(&binned, p);
+    let grower = Grower::new(&binned, p)?;
 
     // Base scores: prior log-odds, log class frequencies, or the mean.
     let base: Vec<f64> = match task {
@@ -566,8 +673,10 @@ pub fn train(
     let mut split_imp = vec![0u64; x.cols];
     let mut history = Vec::new();
     let mut best = (f64::INFINITY, 0usize);
-    let mut g = vec![0.0; n];
-    let mut h = vec![0.0; n];
+    let mut gh = vec![[0.0f64; 2]; n];
+    let mut gh_ready = false;
+    let mut order = vec![0u32; n];
+    let mut scratch = vec![0u32; n];
     let mut bag: Vec<u32> = (0..n as u32).collect();
     let all_features: Vec<usize> = (0..x.cols).collect();
 
@@ -582,27 +691,21 @@ pub fn train(
             bag = idx;
         }
         for class in 0..k {
-            // Gradients and hessians of the objective at the current scores.
-            for i in 0..n {
-                let (gi, hi) = match task {
-                    Task::Regression => (scores[i] - y[i], 1.0),
-                    Task::Binary => {
-                        let pr = sigmoid(scores[i]);
-                        (pr - y[i], (pr * (1.0 - pr)).max(1e-16))
-                    }
-                    Task::Multiclass { .. } => {
-                        let row = &scores[i * k..(i + 1) * k];
-                        let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                        let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
-                        let pr = (row[class] - m).exp() / z;
-                        let t = if y[i] as usize == class { 1.0 } else { 0.0 };
-                        // LightGBM's factor K/(K-1) on the softmax hessian.
-                        let factor = k as f64 / (k as f64 - 1.0);
-                        (pr - t, (factor * pr * (1.0 - pr)).max(1e-16))
-                    }
-                };
-                g[i] = gi;
-                h[i] = hi;
+            // Gradients and hessians of the objective at the current scores, over two threads
+            // for large data (each row's own: the split does not change a value). With one
+            // score per row they were computed with the last round's loss.
+            if !std::mem::take(&mut gh_ready) {
+                if n >= 32_768 {
+                    let (ga, gb) = gh.split_at_mut(n / 2);
+                    let (sa, sb) = scores.split_at(n / 2 * k);
+                    let (ya, yb) = y.split_at(n / 2);
+                    std::thread::scope(|sc| {
+                        sc.spawn(|| gradients(task, class, sb, yb, gb));
+                        gradients(task, class, sa, ya, ga);
+                    });
+                } else {
+                    gradients(task, class, &scores, y, &mut gh);
+                }
             }
             let features: Vec<usize> = if p.feature_fraction < 1.0 {
                 let m = ((x.cols as f64 * p.feature_fraction).round() as usize).max(1);
@@ -612,11 +715,13 @@ pub fn train(
             } else {
                 all_features.clone()
             };
+            let order = &mut order[..bag.len()];
+            order.copy_from_slice(&bag);
             let (tree, leaf_rows, leaf_values) = grow_tree(
                 &grower,
-                &bag,
-                &g,
-                &h,
+                order,
+                &mut scratch,
+                &gh,
                 &features,
                 &binned,
                 &mut gain_imp,
@@ -639,12 +744,9 @@ pub fn train(
             }
             let tree = Tree { nodes };
             if bag.len() == n {
-                for (li, rows) in leaf_rows.iter().enumerate() {
-                    if rows.is_empty() {
-                        continue;
-                    }
+                for &(li, begin, end) in &leaf_rows {
                     let w = weights[tree.nodes[li].weight_start as usize].value;
-                    for &r in rows {
+                    for &r in &order[begin..end] {
                         scores[r as usize * k + class] += w;
                     }
                 }
@@ -664,8 +766,12 @@ pub fn train(
         }
         let it = Iteration {
             iteration: round,
-            train_loss: loss(task, &scores, y),
-            valid_loss: valid.map(|(_, vy)| loss(task, &vscores, vy)),
+            train_loss: {
+                // With one score per row, the next round's gradients come in the same pass.
+                gh_ready = k == 1;
+                loss(task, &scores, y, gh_ready.then_some(&mut gh[..]))
+            },
+            valid_loss: valid.map(|(_, vy)| loss(task, &vscores, vy, None)),
         };
         on_iteration(&it);
         history.push(it);
@@ -715,32 +821,33 @@ pub fn train(
     })
 }
 
-/// Grows one tree leaf-wise. Returns its nodes (leaves without weights yet), the training
-/// rows of each leaf (indexed by node), and each leaf's raw value `-G / (H + λ)`.
+/// A leaf's node and its rows' range of the row order: `(node, begin, end)`.
+type LeafRange = (usize, usize, usize);
+
+/// Grows one tree leaf-wise over the rows in `order`, which it reorders so that each leaf's
+/// rows are a contiguous range (`scratch` is working space at least as long). Returns the
+/// tree's nodes (leaves without weights yet), each leaf's node and range of `order`, and each
+/// leaf's raw value `-G / (H + λ)` (indexed by node).
 #[allow(clippy::too_many_arguments)]
 fn grow_tree(
     grower: &Grower<'_>,
-    rows: &[u32],
-    g: &[f64],
-    h: &[f64],
+    order: &mut [u32],
+    scratch: &mut [u32],
+    gh: &[[f64; 2]],
     features: &[usize],
     binned: &Binned,
     gain_imp: &mut [f64],
     split_imp: &mut [u64],
-) -> (Vec<Node>, Vec<Vec<u32>>, Vec<f64>) {
+) -> (Vec<Node>, Vec<LeafRange>, Vec<f64>) {
     let p = grower.p;
-    let sum = |rows: &[u32]| {
-        rows.iter().fold((0.0, 0.0), |(a, b), &r| {
-            (a + g[r as usize], b + h[r as usize])
-        })
-    };
-    let (g0, h0) = sum(rows);
     let mut nodes = vec![Node::leaf(0, 0)];
+    let (hist, total) = grower.histogram(order, gh);
     let mut root = Leaf {
-        rows: rows.to_vec(),
-        hist: grower.histogram(rows, g, h, features),
-        g: g0,
-        h: h0,
+        begin: 0,
+        end: order.len(),
+        hist,
+        g: total.g,
+        h: total.h,
         depth: 0,
         node: 0,
         best: None,
@@ -763,11 +870,15 @@ fn grow_tree(
         };
         let leaf = open.swap_remove(pos);
         let s = leaf.best.expect("chosen leaf has a split");
-        let col = &binned.bins[s.feature];
-        let (left, right): (Vec<u32>, Vec<u32>) = leaf
-            .rows
-            .iter()
-            .partition(|&&r| s.goes_left(col[r as usize]));
+        let mid = leaf.begin
+            + partition(
+                &mut order[leaf.begin..leaf.end],
+                scratch,
+                &s,
+                &binned.bins[s.feature],
+            );
+        let left = (leaf.begin, mid);
+        let right = (mid, leaf.end);
         gain_imp[s.feature] += s.gain;
         split_imp[s.feature] += 1;
         let li = nodes.len();
@@ -791,34 +902,24 @@ fn grow_tree(
         split.false_child = (li + 1) as u32;
         nodes[leaf.node] = split;
         // The smaller child's histogram is built; the larger one's is the parent's minus it.
-        let (small, large, small_is_left) = if left.len() <= right.len() {
+        let (small, large, small_is_left) = if left.1 - left.0 <= right.1 - right.0 {
             (left, right, true)
         } else {
             (right, left, false)
         };
-        let small_hist = grower.histogram(&small, g, h, features);
-        let large_hist: Vec<Vec<Bin>> = leaf
-            .hist
-            .iter()
-            .zip(&small_hist)
-            .map(|(ph, sh)| {
-                ph.iter()
-                    .zip(sh)
-                    .map(|(a, b)| Bin {
-                        g: a.g - b.g,
-                        h: a.h - b.h,
-                        n: a.n - b.n,
-                    })
-                    .collect()
-            })
-            .collect();
-        let (sg, sh) = sum(&small);
-        let make = |rows: Vec<u32>, hist, g, h, node| Leaf {
-            rows,
+        let (small_hist, st) = grower.histogram(&order[small.0..small.1], gh);
+        let mut large_hist = leaf.hist;
+        for (a, b) in large_hist.iter_mut().zip(&small_hist) {
+            a.sub(b);
+        }
+        let depth = leaf.depth + 1;
+        let make = |(begin, end), hist, g, h, node| Leaf {
+            begin,
+            end,
             hist,
             g,
             h,
-            depth: leaf.depth + 1,
+            depth,
             node,
             best: None,
         };
@@ -828,8 +929,8 @@ fn grow_tree(
         } else {
             (rnode, lnode)
         };
-        let mut a = make(small, small_hist, sg, sh, small_node);
-        let mut b = make(large, large_hist, leaf.g - sg, leaf.h - sh, large_node);
+        let mut a = make(small, small_hist, st.g, st.h, small_node);
+        let mut b = make(large, large_hist, leaf.g - st.g, leaf.h - st.h, large_node);
         a.best = grower.best_split(&a, features);
         b.best = grower.best_split(&b, features);
         // Keep node order stable: left child first.
@@ -842,13 +943,39 @@ fn grow_tree(
         }
         leaves += 1;
     }
-    let mut leaf_rows = vec![Vec::new(); nodes.len()];
+    let mut ranges = Vec::with_capacity(open.len());
     let mut values = vec![0.0; nodes.len()];
     for l in open {
         values[l.node] = -l.g / (l.h + p.lambda_l2);
-        leaf_rows[l.node] = l.rows;
+        ranges.push((l.node, l.begin, l.end));
     }
-    (nodes, leaf_rows, values)
+    (nodes, ranges, values)
+}
+
+/// Reorders `rows` so that those going left under split `s` come first, each side in its
+/// original order; returns how many go left. `col` is the split feature's bins.
+fn partition(rows: &mut [u32], scratch: &mut [u32], s: &Split, col: &[u8]) -> usize {
+    fn run(rows: &mut [u32], scratch: &mut [u32], col: &[u8], left: impl Fn(u8) -> bool) -> usize {
+        let (mut nl, mut nr) = (0, 0);
+        for i in 0..rows.len() {
+            let r = rows[i];
+            let l = left(col[r as usize]);
+            // Both writes always happen; only the counts depend on the side (no branch).
+            rows[nl] = r;
+            scratch[nr] = r;
+            nl += usize::from(l);
+            nr += usize::from(!l);
+        }
+        rows[nl..].copy_from_slice(&scratch[..nr]);
+        nl
+    }
+    let (bin, ml) = (s.bin, s.missing_left);
+    // MISSING is above every value bin, so `b <= bin` is false for it.
+    if s.categorical {
+        run(rows, scratch, col, |b| (b == bin) | (ml & (b == MISSING)))
+    } else {
+        run(rows, scratch, col, |b| (b <= bin) | (ml & (b == MISSING)))
+    }
 }
 
 mod binning;

@@ -24,68 +24,90 @@ pub(super) fn bin_features(
     categorical: &[usize],
     names: &[String],
 ) -> Result<Binned> {
-    let mut edges = Vec::with_capacity(x.cols);
-    let mut bins = Vec::with_capacity(x.cols);
-    let mut categories = Vec::with_capacity(x.cols);
-    for j in 0..x.cols {
-        let col = x.column(j);
-        let mut sorted: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
-        sorted.sort_by(f32::total_cmp);
-        // Distinct values and how many rows hold each.
-        let mut vals: Vec<f32> = Vec::new();
-        let mut counts: Vec<usize> = Vec::new();
-        for v in sorted {
-            match vals.last() {
-                Some(last) if *last == v => *counts.last_mut().expect("a count per value") += 1,
-                _ => {
-                    vals.push(v);
-                    counts.push(1);
-                }
-            }
-        }
-        if let Some(pos) = categorical.iter().position(|c| *c == j) {
-            let name = names
-                .get(pos)
-                .map_or_else(|| format!("{j}"), |n| format!("`{n}`"));
-            if let Some(v) = vals.iter().find(|v| v.fract() != 0.0 || v.is_infinite()) {
-                return Err(MlError::Training(format!(
-                    "gbdt: categorical feature {name} holds {v}, not a category code (a whole \
-                     number, as an `ordinal` encoding gives)"
-                )));
-            }
-            if vals.len() > max_bin {
-                return Err(MlError::Training(format!(
-                    "gbdt: categorical feature {name} has {} categories; at most max_bin = {max_bin}",
-                    vals.len()
-                )));
-            }
-            categories.push(Some(vals.clone()));
-        } else {
-            categories.push(None);
-        }
-        let e: Vec<f32> = if vals.len() <= max_bin {
-            vals.windows(2).map(|w| midpoint(w[0], w[1])).collect()
-        } else {
-            count_edges(&vals, &counts, max_bin)
-        };
-        let b: Vec<u8> = col
-            .iter()
-            .map(|v| {
-                if v.is_nan() {
-                    MISSING
-                } else {
-                    e.partition_point(|edge| *edge < *v) as u8
-                }
-            })
-            .collect();
-        edges.push(e);
-        bins.push(b);
+    // Columns are independent: the first half on this thread, the rest on another.
+    let half = x.cols / 2;
+    let bin_range = |r: std::ops::Range<usize>| {
+        r.map(|j| bin_column(x, j, max_bin, categorical, names))
+            .collect::<Result<Vec<_>>>()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let t = s.spawn(|| bin_range(half..x.cols));
+        (bin_range(0..half), t.join().expect("binning thread"))
+    });
+    let mut out = Binned {
+        edges: Vec::with_capacity(x.cols),
+        bins: Vec::with_capacity(x.cols),
+        categories: Vec::with_capacity(x.cols),
+    };
+    for (e, b, c) in a?.into_iter().chain(b?) {
+        out.edges.push(e);
+        out.bins.push(b);
+        out.categories.push(c);
     }
-    Ok(Binned {
-        edges,
-        bins,
-        categories,
-    })
+    Ok(out)
+}
+
+type Column = (Vec<f32>, Vec<u8>, Option<Vec<f32>>);
+
+/// Feature `j`'s edges, bins and (for a categorical one) category codes.
+fn bin_column(
+    x: &Matrix,
+    j: usize,
+    max_bin: usize,
+    categorical: &[usize],
+    names: &[String],
+) -> Result<Column> {
+    let col = x.column(j);
+    let mut sorted: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
+    // Equal keys under total_cmp are the same bits, so an unstable sort gives the same order.
+    sorted.sort_unstable_by(f32::total_cmp);
+    // Distinct values and how many rows hold each.
+    let mut vals: Vec<f32> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    for v in sorted {
+        match vals.last() {
+            Some(last) if *last == v => *counts.last_mut().expect("a count per value") += 1,
+            _ => {
+                vals.push(v);
+                counts.push(1);
+            }
+        }
+    }
+    let mut category = None;
+    if let Some(pos) = categorical.iter().position(|c| *c == j) {
+        let name = names
+            .get(pos)
+            .map_or_else(|| format!("{j}"), |n| format!("`{n}`"));
+        if let Some(v) = vals.iter().find(|v| v.fract() != 0.0 || v.is_infinite()) {
+            return Err(MlError::Training(format!(
+                "gbdt: categorical feature {name} holds {v}, not a category code (a whole \
+                 number, as an `ordinal` encoding gives)"
+            )));
+        }
+        if vals.len() > max_bin {
+            return Err(MlError::Training(format!(
+                "gbdt: categorical feature {name} has {} categories; at most max_bin = {max_bin}",
+                vals.len()
+            )));
+        }
+        category = Some(vals.clone());
+    }
+    let e: Vec<f32> = if vals.len() <= max_bin {
+        vals.windows(2).map(|w| midpoint(w[0], w[1])).collect()
+    } else {
+        count_edges(&vals, &counts, max_bin)
+    };
+    let b: Vec<u8> = col
+        .iter()
+        .map(|v| {
+            if v.is_nan() {
+                MISSING
+            } else {
+                e.partition_point(|edge| *edge < *v) as u8
+            }
+        })
+        .collect();
+    Ok((e, b, category))
 }
 
 /// Bin edges for more distinct values than bins: bins of about equal row counts (quantiles of

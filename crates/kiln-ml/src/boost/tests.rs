@@ -305,3 +305,154 @@ mod cases {
         assert!(e.to_string().contains("7 categories"), "{e}");
     }
 }
+
+/// Sparse, missing and dense columns side by side, with a categorical one: what the internals
+/// below are checked on.
+fn mixed_matrix(rows: usize, seed: u64) -> Matrix {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut data = Vec::with_capacity(rows * 5);
+    for _ in 0..rows {
+        let dense: f32 = rng.random_range(-1.0..1.0);
+        let mostly_zero = if rng.random_bool(0.9) {
+            0.0
+        } else {
+            rng.random_range(0.0..5.0)
+        };
+        let mostly_missing = if rng.random_bool(0.7) {
+            f32::NAN
+        } else {
+            rng.random_range(0.0..1.0)
+        };
+        let one_hot = f32::from(u8::from(rng.random_bool(0.2)));
+        let category = f32::from(rng.random_range(0u8..6));
+        data.extend([dense, mostly_zero, mostly_missing, one_hot, category]);
+    }
+    Matrix::new(rows, 5, data).unwrap()
+}
+
+/// Histograms skip each feature's most frequent bin and rebuild it from the totals; over two
+/// threads or one, they must equal a plain count of every row into every bin.
+#[test]
+fn histograms_equal_a_plain_count() {
+    use rand::Rng;
+    let x = mixed_matrix(20_000, 3);
+    let p = GbdtParams {
+        max_bin: 16,
+        categorical_columns: vec![4],
+        ..GbdtParams::default()
+    };
+    let binned = binning::bin_features(&x, p.max_bin, &p.categorical_columns, &[]).unwrap();
+    let grower = Grower::new(&binned, &p).unwrap();
+    // The skipped bins are the frequent ones: zero, missing, and the one-hot's zero.
+    assert!(
+        grower.row_slots.len() < 20_000 * 3,
+        "{}",
+        grower.row_slots.len()
+    );
+    let mut rng = StdRng::seed_from_u64(4);
+    let gh: Vec<[f64; 2]> = (0..20_000)
+        .map(|_| [rng.random_range(-1.0..1.0), rng.random_range(0.01..0.25)])
+        .collect();
+    for rows in [
+        (0..20_000u32).collect::<Vec<_>>(),            // two threads
+        (0..20_000u32).step_by(7).collect::<Vec<_>>(), // one
+    ] {
+        let (hist, total) = grower.histogram(&rows, &gh);
+        assert_eq!(total.n as usize, rows.len());
+        for j in 0..5 {
+            let mut want = vec![Bin::default(); grower.n_bins[j] + 1];
+            for &r in &rows {
+                let b = binned.bins[j][r as usize];
+                let slot = if b == MISSING {
+                    grower.n_bins[j]
+                } else {
+                    b as usize
+                };
+                want[slot].add(&Bin {
+                    g: gh[r as usize][0],
+                    h: gh[r as usize][1],
+                    n: 1,
+                });
+            }
+            for (i, (got, want)) in grower.feature_hist(&hist, j).iter().zip(&want).enumerate() {
+                assert_eq!(got.n, want.n, "feature {j} slot {i}");
+                assert!((got.g - want.g).abs() < 1e-9, "feature {j} slot {i}");
+                assert!((got.h - want.h).abs() < 1e-9, "feature {j} slot {i}");
+            }
+        }
+    }
+}
+
+/// The in-place partition sends each row where the split says (missing values to their side,
+/// categories by equality) and keeps each side in its original order.
+#[test]
+fn partition_follows_the_split_and_keeps_order() {
+    let x = mixed_matrix(5_000, 5);
+    let binned = binning::bin_features(&x, 16, &[4], &[]).unwrap();
+    let goes_left = |s: &Split, b: u8| {
+        if b == MISSING {
+            s.missing_left
+        } else if s.categorical {
+            b == s.bin
+        } else {
+            b <= s.bin
+        }
+    };
+    let mut scratch = vec![0u32; 5_000];
+    for (feature, bin, categorical) in [(0, 7, false), (1, 0, false), (2, 3, false), (4, 2, true)] {
+        for missing_left in [false, true] {
+            let s = Split {
+                feature,
+                bin,
+                categorical,
+                missing_left,
+                gain: 1.0,
+            };
+            let col = &binned.bins[feature];
+            let mut rows: Vec<u32> = (0..5_000).filter(|r| r % 3 != 0).collect();
+            let (want_l, want_r): (Vec<u32>, Vec<u32>) =
+                rows.iter().partition(|&&r| goes_left(&s, col[r as usize]));
+            let nl = partition(&mut rows, &mut scratch, &s, col);
+            assert_eq!(
+                rows[..nl],
+                want_l[..],
+                "feature {feature} missing_left {missing_left}"
+            );
+            assert_eq!(
+                rows[nl..],
+                want_r[..],
+                "feature {feature} missing_left {missing_left}"
+            );
+        }
+    }
+}
+
+/// The binary loss, a product kept as mantissa and exponent, equals the sum of logarithms,
+/// even where the product itself would underflow; the fused gradients equal the plain ones.
+#[test]
+fn binary_loss_and_fused_gradients() {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(9);
+    let n = 50_000;
+    let s: Vec<f64> = (0..n).map(|_| rng.random_range(-40.0..40.0)).collect();
+    let y: Vec<f64> = (0..n)
+        .map(|_| f64::from(u8::from(rng.random_bool(0.3))))
+        .collect();
+    let want: f64 = s
+        .iter()
+        .zip(&y)
+        .map(|(s, y)| {
+            let p = sigmoid(*s);
+            -(if *y > 0.5 { p } else { 1.0 - p }).clamp(1e-15, 1.0).ln()
+        })
+        .sum::<f64>()
+        / n as f64;
+    let mut gh = vec![[0.0; 2]; n];
+    let got = loss(Task::Binary, &s, &y, Some(&mut gh));
+    assert!(((got - want) / want).abs() < 1e-12, "{got} vs {want}");
+    let mut plain = vec![[0.0; 2]; n];
+    gradients(Task::Binary, 0, &s, &y, &mut plain);
+    assert_eq!(gh, plain);
+    assert_eq!(loss(Task::Binary, &s, &y, None), got);
+}
