@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::error::{MlError, Result};
 use crate::matrix::Matrix;
 use crate::native::{NativeModel, Scorer, Task};
-use crate::predictor::sigmoid;
 use crate::trees::{Aggregate, LeafWeight, Node, NodeMode, Tree, TreeEnsemble};
 use binning::{Binned, MISSING, bin_features};
 
@@ -319,13 +318,12 @@ impl<'a> Grower<'a> {
     /// The flat histogram of `rows` over every feature, and the rows' gradient and hessian
     /// sums. Large leaves are split over two threads by rows.
     fn histogram(&self, rows: &[u32], gh: &[[f64; 2]]) -> (Vec<Bin>, Bin) {
-        let (mut hist, total) = if rows.len() >= 8192 {
+        let (mut hist, total) = if rows.len() >= 4096 {
             let (a, b) = rows.split_at(rows.len() / 2);
-            let ((mut ha, mut ta), (hb, tb)) = std::thread::scope(|s| {
-                let t = s.spawn(|| self.sparse_histogram(b, gh));
-                let a = self.sparse_histogram(a, gh);
-                (a, t.join().expect("histogram thread"))
-            });
+            let ((mut ha, mut ta), (hb, tb)) = join(
+                || self.sparse_histogram(a, gh),
+                || self.sparse_histogram(b, gh),
+            );
             for (x, y) in ha.iter_mut().zip(&hb) {
                 x.add(y);
             }
@@ -495,7 +493,7 @@ fn gradients(task: Task, class: usize, s: &[f64], y: &[f64], gh: &mut [[f64; 2]]
         *out = match task {
             Task::Regression => [s[i] - y, 1.0],
             Task::Binary => {
-                let pr = sigmoid(s[i]);
+                let pr = logistic(s[i]);
                 [pr - y, (pr * (1.0 - pr)).max(1e-16)]
             }
             Task::Multiclass { .. } => {
@@ -531,10 +529,10 @@ fn loss(task: Task, s: &[f64], y: &[f64], gh: Option<&mut [[f64; 2]]>) -> f64 {
         }
         None => (None, None),
     };
-    let (a, b) = std::thread::scope(|sc| {
-        let t = sc.spawn(|| loss_sum(task, sb, yb, ghb));
-        (loss_sum(task, sa, ya, gha), t.join().expect("loss thread"))
-    });
+    let (a, b) = join(
+        || loss_sum(task, sa, ya, gha),
+        || loss_sum(task, sb, yb, ghb),
+    );
     (a + b) / n
 }
 
@@ -556,11 +554,13 @@ fn loss_sum(task: Task, s: &[f64], y: &[f64], mut gh: Option<&mut [[f64; 2]]>) -
         Task::Binary => {
             let (mut m, mut e) = (1.0f64, 0i64);
             for (i, (y, s)) in y.iter().zip(s).enumerate() {
-                let p = sigmoid(*s);
+                // Without branches (labels are unpredictable): the label picks p or 1 - p
+                // by arithmetic (y is exactly 0 or 1).
+                let p = logistic(*s);
                 if let Some(gh) = gh.as_deref_mut() {
                     gh[i] = [p - y, (p * (1.0 - p)).max(1e-16)];
                 }
-                m *= (if *y > 0.5 { p } else { 1.0 - p }).clamp(1e-15, 1.0 - 1e-15);
+                m *= (y * p + (1.0 - y) * (1.0 - p)).clamp(1e-15, 1.0 - 1e-15);
                 // 16 factors ≥ 1e-15 stay far above f64's smallest normal number.
                 if i % 16 == 15 {
                     let (mant, exp) = split_exponent(m);
@@ -583,6 +583,19 @@ fn loss_sum(task: Task, s: &[f64], y: &[f64], mut gh: Option<&mut [[f64; 2]]>) -
     }
 }
 
+/// Runs `a` here and `b` on a new thread, at once.
+fn join<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    rayon::join(a, b)
+}
+
+/// The logistic function without a branch on the sign (signs are unpredictable):
+/// `1 / (1 + e^-s)` keeps its relative precision at both ends in f64 (e^-s overflowing to
+/// infinity gives exactly 0).
+#[inline]
+fn logistic(s: f64) -> f64 {
+    1.0 / (1.0 + (-s).exp())
+}
+
 /// `x = mant · 2^exp` with `mant` in [1, 2), for a positive normal `x`.
 fn split_exponent(x: f64) -> (f64, i64) {
     const EXP: u64 = 0x7ff << 52;
@@ -601,6 +614,38 @@ pub fn train(
     on_iteration: &mut dyn FnMut(&Iteration),
 ) -> Result<GbdtOutcome> {
     p.validate()?;
+    // Training runs in a pool of two threads (its work is always split in two, so the model
+    // does not depend on the machine); each iteration is handed back to this thread for
+    // `on_iteration`, which need not be `Send`.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("kiln-gbdt-{i}"))
+        .build()
+        .map_err(|e| MlError::Training(format!("gbdt: cannot start its threads: {e}")))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let t = s.spawn(move || {
+            pool.install(|| {
+                train_in_pool(x, y, valid, task, p, &mut |it| {
+                    let _ = tx.send(*it);
+                })
+            })
+        });
+        for it in rx {
+            on_iteration(&it);
+        }
+        t.join().expect("the training thread panicked")
+    })
+}
+
+fn train_in_pool(
+    x: &Matrix,
+    y: &[f64],
+    valid: Option<(&Matrix, &[f64])>,
+    task: Task,
+    p: &GbdtParams,
+    on_iteration: &mut dyn FnMut(&Iteration),
+) -> Result<GbdtOutcome> {
     let err = |m: String| MlError::Training(format!("gbdt: {m}"));
     if x.rows == 0 || x.cols == 0 {
         return Err(err(format!(
@@ -699,10 +744,10 @@ pub fn train(
                     let (ga, gb) = gh.split_at_mut(n / 2);
                     let (sa, sb) = scores.split_at(n / 2 * k);
                     let (ya, yb) = y.split_at(n / 2);
-                    std::thread::scope(|sc| {
-                        sc.spawn(|| gradients(task, class, sb, yb, gb));
-                        gradients(task, class, sa, ya, ga);
-                    });
+                    join(
+                        || gradients(task, class, sa, ya, ga),
+                        || gradients(task, class, sb, yb, gb),
+                    );
                 } else {
                     gradients(task, class, &scores, y, &mut gh);
                 }
@@ -953,29 +998,65 @@ fn grow_tree(
 }
 
 /// Reorders `rows` so that those going left under split `s` come first, each side in its
-/// original order; returns how many go left. `col` is the split feature's bins.
+/// original order; returns how many go left. `col` is the split feature's bins and `scratch`
+/// working space at least as long as `rows`. Large ranges are split over two threads.
 fn partition(rows: &mut [u32], scratch: &mut [u32], s: &Split, col: &[u8]) -> usize {
-    fn run(rows: &mut [u32], scratch: &mut [u32], col: &[u8], left: impl Fn(u8) -> bool) -> usize {
-        let (mut nl, mut nr) = (0, 0);
-        for i in 0..rows.len() {
-            let r = rows[i];
-            let l = left(col[r as usize]);
-            // Both writes always happen; only the counts depend on the side (no branch).
-            rows[nl] = r;
-            scratch[nr] = r;
-            nl += usize::from(l);
-            nr += usize::from(!l);
-        }
-        rows[nl..].copy_from_slice(&scratch[..nr]);
-        nl
-    }
     let (bin, ml) = (s.bin, s.missing_left);
     // MISSING is above every value bin, so `b <= bin` is false for it.
     if s.categorical {
-        run(rows, scratch, col, |b| (b == bin) | (ml & (b == MISSING)))
+        partition_by(rows, scratch, col, |b| (b == bin) | (ml & (b == MISSING)))
     } else {
-        run(rows, scratch, col, |b| (b <= bin) | (ml & (b == MISSING)))
+        partition_by(rows, scratch, col, |b| (b <= bin) | (ml & (b == MISSING)))
     }
+}
+
+fn partition_by(
+    rows: &mut [u32],
+    scratch: &mut [u32],
+    col: &[u8],
+    left: impl Fn(u8) -> bool + Sync,
+) -> usize {
+    let n = rows.len();
+    if n < 8192 {
+        let nl = split_rows(rows, scratch, col, &left);
+        rows[nl..].copy_from_slice(&scratch[..n - nl]);
+        return nl;
+    }
+    // Each half's left rows at its start and right rows in its part of `scratch`, then:
+    // lefts of the first half, lefts of the second, rights of the first, rights of the second.
+    let h = n / 2;
+    let (ra, rb) = rows.split_at_mut(h);
+    let (sa, sb) = scratch[..n].split_at_mut(h);
+    let (la, lb) = join(
+        || split_rows(ra, sa, col, &left),
+        || split_rows(rb, sb, col, &left),
+    );
+    rows.copy_within(h..h + lb, la);
+    let nl = la + lb;
+    rows[nl..nl + h - la].copy_from_slice(&scratch[..h - la]);
+    rows[nl + h - la..].copy_from_slice(&scratch[h..h + (n - h - lb)]);
+    nl
+}
+
+/// Writes the rows going left to the start of `rows` and the others to the start of
+/// `scratch`, each in order; returns how many go left.
+fn split_rows(
+    rows: &mut [u32],
+    scratch: &mut [u32],
+    col: &[u8],
+    left: impl Fn(u8) -> bool,
+) -> usize {
+    let (mut nl, mut nr) = (0, 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let l = left(col[r as usize]);
+        // Both writes always happen; only the counts depend on the side (no branch).
+        rows[nl] = r;
+        scratch[nr] = r;
+        nl += usize::from(l);
+        nr += usize::from(!l);
+    }
+    nl
 }
 
 mod binning;

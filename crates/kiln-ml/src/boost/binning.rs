@@ -24,16 +24,13 @@ pub(super) fn bin_features(
     categorical: &[usize],
     names: &[String],
 ) -> Result<Binned> {
-    // Columns are independent: the first half on this thread, the rest on another.
+    // Columns are independent: the two halves at once.
     let half = x.cols / 2;
     let bin_range = |r: std::ops::Range<usize>| {
         r.map(|j| bin_column(x, j, max_bin, categorical, names))
             .collect::<Result<Vec<_>>>()
     };
-    let (a, b) = std::thread::scope(|s| {
-        let t = s.spawn(|| bin_range(half..x.cols));
-        (bin_range(0..half), t.join().expect("binning thread"))
-    });
+    let (a, b) = super::join(|| bin_range(0..half), || bin_range(half..x.cols));
     let mut out = Binned {
         edges: Vec::with_capacity(x.cols),
         bins: Vec::with_capacity(x.cols),
