@@ -956,8 +956,15 @@ fn grow_tree(
         } else {
             (right, left, false)
         };
-        let (small_hist, st) = grower.histogram(&order[small.0..small.1], gh);
-        let mut large_hist = leaf.hist;
+        // After the last split the children only need their sums.
+        let last = leaves + 1 == p.num_leaves;
+        let small_rows = &order[small.0..small.1];
+        let (small_hist, st) = if last {
+            (Vec::new(), sums(small_rows, gh))
+        } else {
+            grower.histogram(small_rows, gh)
+        };
+        let mut large_hist = if last { Vec::new() } else { leaf.hist };
         for (a, b) in large_hist.iter_mut().zip(&small_hist) {
             a.sub(b);
         }
@@ -980,8 +987,10 @@ fn grow_tree(
         };
         let mut a = make(small, small_hist, st.g, st.h, small_node);
         let mut b = make(large, large_hist, leaf.g - st.g, leaf.h - st.h, large_node);
-        a.best = grower.best_split(&a, features);
-        b.best = grower.best_split(&b, features);
+        if !last {
+            a.best = grower.best_split(&a, features);
+            b.best = grower.best_split(&b, features);
+        }
         // Keep node order stable: left child first.
         if small_is_left {
             open.push(a);
@@ -999,6 +1008,21 @@ fn grow_tree(
         ranges.push((l.node, l.begin, l.end));
     }
     (nodes, ranges, values)
+}
+
+/// The gradient and hessian sums and the count of `rows`.
+fn sums(rows: &[u32], gh: &[[f64; 2]]) -> Bin {
+    let (mut g, mut h) = (0.0, 0.0);
+    for &r in rows {
+        let [gr, hr] = gh[r as usize];
+        g += gr;
+        h += hr;
+    }
+    Bin {
+        g,
+        h,
+        n: rows.len() as u32,
+    }
 }
 
 /// Reorders `rows` so that those going left under split `s` come first, each side in its
