@@ -1,6 +1,9 @@
 //! Binning for the booster: each feature's values mapped once to at most `max_bin` bins of
 //! about equal row counts (categorical features: one bin per category), NaN to its own bin.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use crate::error::{MlError, Result};
 use crate::matrix::Matrix;
 
@@ -24,10 +27,18 @@ pub(super) fn bin_features(
     categorical: &[usize],
     names: &[String],
 ) -> Result<Binned> {
+    // One pass over the row-major matrix gives every column (taking one column at a time
+    // would read the whole matrix once per feature).
+    let mut columns = vec![vec![0.0f32; x.rows]; x.cols];
+    for i in 0..x.rows {
+        for (col, v) in columns.iter_mut().zip(x.row(i)) {
+            col[i] = *v;
+        }
+    }
     // Columns are independent: the two halves at once.
     let half = x.cols / 2;
     let bin_range = |r: std::ops::Range<usize>| {
-        r.map(|j| bin_column(x, j, max_bin, categorical, names))
+        r.map(|j| bin_column(&columns[j], j, max_bin, categorical, names))
             .collect::<Result<Vec<_>>>()
     };
     let (a, b) = super::join(|| bin_range(0..half), || bin_range(half..x.cols));
@@ -48,28 +59,13 @@ type Column = (Vec<f32>, Vec<u8>, Option<Vec<f32>>);
 
 /// Feature `j`'s edges, bins and (for a categorical one) category codes.
 fn bin_column(
-    x: &Matrix,
+    col: &[f32],
     j: usize,
     max_bin: usize,
     categorical: &[usize],
     names: &[String],
 ) -> Result<Column> {
-    let col = x.column(j);
-    let mut sorted: Vec<f32> = col.iter().copied().filter(|v| !v.is_nan()).collect();
-    // Equal keys under total_cmp are the same bits, so an unstable sort gives the same order.
-    sorted.sort_unstable_by(f32::total_cmp);
-    // Distinct values and how many rows hold each.
-    let mut vals: Vec<f32> = Vec::new();
-    let mut counts: Vec<usize> = Vec::new();
-    for v in sorted {
-        match vals.last() {
-            Some(last) if *last == v => *counts.last_mut().expect("a count per value") += 1,
-            _ => {
-                vals.push(v);
-                counts.push(1);
-            }
-        }
-    }
+    let (vals, counts) = distinct_values(col);
     let mut category = None;
     if let Some(pos) = categorical.iter().position(|c| *c == j) {
         let name = names
@@ -105,6 +101,71 @@ fn bin_column(
         })
         .collect();
     Ok((e, b, category))
+}
+
+/// The distinct values of `col` (NaN left out, -0 counted as 0) in increasing order, and how
+/// many rows hold each. Counted in a hash table while there are few (most features), sorted
+/// otherwise.
+pub(super) fn distinct_values(col: &[f32]) -> (Vec<f32>, Vec<usize>) {
+    const HASHED: usize = 4096;
+    let key = |v: f32| if v == 0.0 { 0u32 } else { v.to_bits() };
+    let mut seen: HashMap<u32, usize, BuildHasherDefault<BitsHasher>> = HashMap::default();
+    let mut few = true;
+    for v in col.iter().filter(|v| !v.is_nan()) {
+        *seen.entry(key(*v)).or_insert(0) += 1;
+        if seen.len() > HASHED {
+            few = false;
+            break;
+        }
+    }
+    if few {
+        let mut pairs: Vec<(f32, usize)> = seen
+            .into_iter()
+            .map(|(k, c)| (f32::from_bits(k), c))
+            .collect();
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        return pairs.into_iter().unzip();
+    }
+    let mut sorted: Vec<f32> = col
+        .iter()
+        .filter(|v| !v.is_nan())
+        .map(|v| f32::from_bits(key(*v)))
+        .collect();
+    // Equal keys under total_cmp are the same bits, so an unstable sort gives the same order.
+    sorted.sort_unstable_by(f32::total_cmp);
+    let mut vals: Vec<f32> = Vec::new();
+    let mut counts: Vec<usize> = Vec::new();
+    for v in sorted {
+        match vals.last() {
+            Some(last) if last.to_bits() == v.to_bits() => {
+                *counts.last_mut().expect("a count per value") += 1
+            }
+            _ => {
+                vals.push(v);
+                counts.push(1);
+            }
+        }
+    }
+    (vals, counts)
+}
+
+/// A hasher for f32 bit patterns: one multiplication moves every input bit into the high
+/// bits the hash table looks at.
+#[derive(Default)]
+struct BitsHasher(u64);
+
+impl Hasher for BitsHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (u64::from(v) ^ 0x5851_f42d_4c95_7f2d).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// Bin edges for more distinct values than bins: bins of about equal row counts (quantiles of

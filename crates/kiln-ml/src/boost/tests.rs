@@ -457,3 +457,49 @@ fn binary_loss_and_fused_gradients() {
     assert_eq!(gh, plain);
     assert_eq!(loss(Task::Binary, &s, &y, None), got);
 }
+
+/// Distinct values are counted in a hash table while they are few and by sorting otherwise;
+/// both give the values in order with their counts, NaN left out and -0 counted as 0.
+#[test]
+fn distinct_values_by_hashing_and_by_sorting_agree() {
+    use super::binning::distinct_values;
+    let reference = |col: &[f32]| {
+        let mut m: BTreeMap<i64, (f32, usize)> = BTreeMap::new();
+        for v in col.iter().filter(|v| !v.is_nan()) {
+            let v = if *v == 0.0 { 0.0 } else { *v };
+            // Ordered keys for f32 (total order of the bits).
+            let k = i64::from(v.to_bits() as i32);
+            let k = if k < 0 { -(k & 0x7fff_ffff) - 1 } else { k };
+            m.entry(k).or_insert((v, 0)).1 += 1;
+        }
+        m.into_values().unzip::<f32, usize, Vec<f32>, Vec<usize>>()
+    };
+    let few: Vec<f32> = (0..10_000)
+        .map(|i| match i % 5 {
+            0 => f32::NAN,
+            1 => -0.0,
+            2 => 0.0,
+            _ => (i % 37) as f32 - 18.0,
+        })
+        .collect();
+    let many: Vec<f32> = (0..20_000)
+        .map(|i| {
+            if i % 9 == 0 {
+                -0.0
+            } else {
+                (i as f32 * 0.37).sin() * 1e3
+            }
+        })
+        .collect();
+    for col in [few, many] {
+        let (vals, counts) = distinct_values(&col);
+        let (want_vals, want_counts) = reference(&col);
+        assert_eq!(vals.len(), want_vals.len());
+        assert!(
+            vals.iter()
+                .zip(&want_vals)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+        assert_eq!(counts, want_counts);
+    }
+}
