@@ -211,6 +211,8 @@ struct Split {
     categorical: bool,
     missing_left: bool,
     gain: f64,
+    /// How many of the leaf's rows go left.
+    left_n: u32,
 }
 
 struct Grower<'a> {
@@ -320,22 +322,22 @@ impl<'a> Grower<'a> {
     fn histogram(&self, rows: &[u32], gh: &[[f64; 2]]) -> (Vec<Bin>, Bin) {
         let (mut hist, total) = if rows.len() >= 4096 {
             let (a, b) = rows.split_at(rows.len() / 2);
-            let ((mut ha, mut ta), (hb, tb)) = join(
+            merge(join(
                 || self.sparse_histogram(a, gh),
                 || self.sparse_histogram(b, gh),
-            );
-            for (x, y) in ha.iter_mut().zip(&hb) {
-                x.add(y);
-            }
-            ta.add(&tb);
-            (ha, ta)
+            ))
         } else {
             self.sparse_histogram(rows, gh)
         };
-        // Each default slot holds what the feature's other slots do not.
+        self.fill_defaults(&mut hist, &total);
+        (hist, total)
+    }
+
+    /// Each default slot gets what the feature's other slots do not hold of `total`.
+    fn fill_defaults(&self, hist: &mut [Bin], total: &Bin) {
         for (j, &d) in self.default_slot.iter().enumerate() {
             let start = self.offsets[j];
-            let mut rest = total;
+            let mut rest = *total;
             for (i, e) in hist[start..start + self.n_bins[j] + 1].iter().enumerate() {
                 if start + i != d {
                     rest.sub(e);
@@ -343,7 +345,86 @@ impl<'a> Grower<'a> {
             }
             hist[d] = rest;
         }
-        (hist, total)
+    }
+
+    /// Splits a leaf: reorders its `rows` so that those going left under `s` come first (each
+    /// side in its original order) and, in the same pass over the rows, builds the histogram
+    /// of the smaller side (`small_left` says which; after a tree's `last` split only its
+    /// sums). Returns how many rows go left, that histogram and the side's sums. `scratch` is
+    /// working space at least as long as `rows`. Large leaves are split over two threads by
+    /// rows, each partitioning its half and counting its part of the smaller side.
+    #[allow(clippy::too_many_arguments)]
+    fn split_leaf(
+        &self,
+        rows: &mut [u32],
+        scratch: &mut [u32],
+        s: &Split,
+        col: &[u8],
+        gh: &[[f64; 2]],
+        small_left: bool,
+        last: bool,
+    ) -> (usize, Vec<Bin>, Bin) {
+        let (bin, ml) = (s.bin, s.missing_left);
+        // MISSING is above every value bin, so `b <= bin` is false for it.
+        if s.categorical {
+            let left = |b: u8| (b == bin) | (ml & (b == MISSING));
+            self.split_by(rows, scratch, col, gh, small_left, last, left)
+        } else {
+            let left = |b: u8| (b <= bin) | (ml & (b == MISSING));
+            self.split_by(rows, scratch, col, gh, small_left, last, left)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn split_by(
+        &self,
+        rows: &mut [u32],
+        scratch: &mut [u32],
+        col: &[u8],
+        gh: &[[f64; 2]],
+        small_left: bool,
+        last: bool,
+        left: impl Fn(u8) -> bool + Sync,
+    ) -> (usize, Vec<Bin>, Bin) {
+        // One part: its rows split into lefts (in place) and rights (in `scratch`), then the
+        // smaller side's histogram (unfinished) or sums.
+        let part = |rows: &mut [u32], scratch: &mut [u32]| {
+            let nl = split_rows(rows, scratch, col, &left);
+            let side: &[u32] = if small_left {
+                &rows[..nl]
+            } else {
+                &scratch[..rows.len() - nl]
+            };
+            let (hist, total) = if last {
+                (Vec::new(), sums(side, gh))
+            } else {
+                self.sparse_histogram(side, gh)
+            };
+            (nl, hist, total)
+        };
+        let n = rows.len();
+        let (nl, mut hist, total) = if n < 8192 {
+            let (nl, hist, total) = part(rows, scratch);
+            rows[nl..].copy_from_slice(&scratch[..n - nl]);
+            (nl, hist, total)
+        } else {
+            // Lefts of the first half, lefts of the second, rights of the first, rights of
+            // the second.
+            let h = n / 2;
+            let (ra, rb) = rows.split_at_mut(h);
+            let (sa, sb) = scratch[..n].split_at_mut(h);
+            let ((la, ha, ta), (lb, hb, tb)) = join(|| part(ra, sa), || part(rb, sb));
+            rows.copy_within(h..h + lb, la);
+            let nl = la + lb;
+            rows[nl..nl + h - la].copy_from_slice(&scratch[..h - la]);
+            rows[nl + h - la..].copy_from_slice(&scratch[h..h + (n - h - lb)]);
+            let (hist, total) = merge(((ha, ta), (hb, tb)));
+            (nl, hist, total)
+        };
+        if !last {
+            self.fill_defaults(&mut hist, &total);
+        }
+        (nl, hist, total)
     }
 
     /// The histogram of feature `j` (its bins, then the missing slot) in a flat one.
@@ -382,6 +463,7 @@ impl<'a> Grower<'a> {
                             categorical: false,
                             missing_left,
                             gain,
+                            left_n: left.n,
                         });
                     }
                 }
@@ -441,6 +523,7 @@ impl Grower<'_> {
                         categorical: true,
                         missing_left,
                         gain,
+                        left_n: nl,
                     });
                 }
             }
@@ -919,13 +1002,21 @@ fn grow_tree(
         };
         let leaf = open.swap_remove(pos);
         let s = leaf.best.expect("chosen leaf has a split");
-        let mid = leaf.begin
-            + partition(
-                &mut order[leaf.begin..leaf.end],
-                scratch,
-                &s,
-                &binned.bins[s.feature],
-            );
+        // The smaller child's histogram is built with the partition; the larger one's is the
+        // parent's minus it. After the last split the children only need their sums.
+        let n_leaf = leaf.end - leaf.begin;
+        let small_is_left = s.left_n as usize <= n_leaf - s.left_n as usize;
+        let last = leaves + 1 == p.num_leaves;
+        let (nl, small_hist, st) = grower.split_leaf(
+            &mut order[leaf.begin..leaf.end],
+            scratch,
+            &s,
+            &binned.bins[s.feature],
+            gh,
+            small_is_left,
+            last,
+        );
+        let mid = leaf.begin + nl;
         let left = (leaf.begin, mid);
         let right = (mid, leaf.end);
         gain_imp[s.feature] += s.gain;
@@ -950,19 +1041,10 @@ fn grow_tree(
         split.true_child = li as u32;
         split.false_child = (li + 1) as u32;
         nodes[leaf.node] = split;
-        // The smaller child's histogram is built; the larger one's is the parent's minus it.
-        let (small, large, small_is_left) = if left.1 - left.0 <= right.1 - right.0 {
-            (left, right, true)
+        let (small, large) = if small_is_left {
+            (left, right)
         } else {
-            (right, left, false)
-        };
-        // After the last split the children only need their sums.
-        let last = leaves + 1 == p.num_leaves;
-        let small_rows = &order[small.0..small.1];
-        let (small_hist, st) = if last {
-            (Vec::new(), sums(small_rows, gh))
-        } else {
-            grower.histogram(small_rows, gh)
+            (right, left)
         };
         let mut large_hist = if last { Vec::new() } else { leaf.hist };
         for (a, b) in large_hist.iter_mut().zip(&small_hist) {
@@ -1010,6 +1092,15 @@ fn grow_tree(
     (nodes, ranges, values)
 }
 
+/// Two partial histograms (either may be empty) and sums added up.
+fn merge(((mut ha, mut ta), (hb, tb)): ((Vec<Bin>, Bin), (Vec<Bin>, Bin))) -> (Vec<Bin>, Bin) {
+    for (x, y) in ha.iter_mut().zip(&hb) {
+        x.add(y);
+    }
+    ta.add(&tb);
+    (ha, ta)
+}
+
 /// The gradient and hessian sums and the count of `rows`.
 fn sums(rows: &[u32], gh: &[[f64; 2]]) -> Bin {
     let (mut g, mut h) = (0.0, 0.0);
@@ -1023,47 +1114,6 @@ fn sums(rows: &[u32], gh: &[[f64; 2]]) -> Bin {
         h,
         n: rows.len() as u32,
     }
-}
-
-/// Reorders `rows` so that those going left under split `s` come first, each side in its
-/// original order; returns how many go left. `col` is the split feature's bins and `scratch`
-/// working space at least as long as `rows`. Large ranges are split over two threads.
-fn partition(rows: &mut [u32], scratch: &mut [u32], s: &Split, col: &[u8]) -> usize {
-    let (bin, ml) = (s.bin, s.missing_left);
-    // MISSING is above every value bin, so `b <= bin` is false for it.
-    if s.categorical {
-        partition_by(rows, scratch, col, |b| (b == bin) | (ml & (b == MISSING)))
-    } else {
-        partition_by(rows, scratch, col, |b| (b <= bin) | (ml & (b == MISSING)))
-    }
-}
-
-fn partition_by(
-    rows: &mut [u32],
-    scratch: &mut [u32],
-    col: &[u8],
-    left: impl Fn(u8) -> bool + Sync,
-) -> usize {
-    let n = rows.len();
-    if n < 8192 {
-        let nl = split_rows(rows, scratch, col, &left);
-        rows[nl..].copy_from_slice(&scratch[..n - nl]);
-        return nl;
-    }
-    // Each half's left rows at its start and right rows in its part of `scratch`, then:
-    // lefts of the first half, lefts of the second, rights of the first, rights of the second.
-    let h = n / 2;
-    let (ra, rb) = rows.split_at_mut(h);
-    let (sa, sb) = scratch[..n].split_at_mut(h);
-    let (la, lb) = join(
-        || split_rows(ra, sa, col, &left),
-        || split_rows(rb, sb, col, &left),
-    );
-    rows.copy_within(h..h + lb, la);
-    let nl = la + lb;
-    rows[nl..nl + h - la].copy_from_slice(&scratch[..h - la]);
-    rows[nl + h - la..].copy_from_slice(&scratch[h..h + (n - h - lb)]);
-    nl
 }
 
 /// Writes the rows going left to the start of `rows` and the others to the start of

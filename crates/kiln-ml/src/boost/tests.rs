@@ -384,13 +384,25 @@ fn histograms_equal_a_plain_count() {
     }
 }
 
-/// The in-place partition sends each row where the split says (missing values to their side,
-/// categories by equality) and keeps each side in its original order, on one thread and
-/// (20,000 rows) on two.
+/// Splitting a leaf sends each row where the split says (missing values to their side,
+/// categories by equality), keeps each side in its original order and builds the smaller
+/// side's histogram (or, after a tree's last split, its sums) in the same pass, on one thread
+/// and (20,000 rows) on two.
 #[test]
-fn partition_follows_the_split_and_keeps_order() {
+fn split_leaf_partitions_and_counts_the_smaller_side() {
+    use rand::Rng;
     let x = mixed_matrix(30_000, 5);
-    let binned = binning::bin_features(&x, 16, &[4], &[]).unwrap();
+    let p = GbdtParams {
+        max_bin: 16,
+        categorical_columns: vec![4],
+        ..GbdtParams::default()
+    };
+    let binned = binning::bin_features(&x, p.max_bin, &p.categorical_columns, &[]).unwrap();
+    let grower = Grower::new(&binned, &p).unwrap();
+    let mut rng = StdRng::seed_from_u64(8);
+    let gh: Vec<[f64; 2]> = (0..30_000)
+        .map(|_| [rng.random_range(-1.0..1.0), rng.random_range(0.01..0.25)])
+        .collect();
     let goes_left = |s: &Split, b: u8| {
         if b == MISSING {
             s.missing_left
@@ -401,30 +413,54 @@ fn partition_follows_the_split_and_keeps_order() {
         }
     };
     let mut scratch = vec![0u32; 30_000];
-    for (feature, bin, categorical) in [(0, 7, false), (1, 0, false), (2, 3, false), (4, 2, true)] {
-        for missing_left in [false, true] {
-            let s = Split {
-                feature,
-                bin,
-                categorical,
-                missing_left,
-                gain: 1.0,
-            };
-            let col = &binned.bins[feature];
-            let mut rows: Vec<u32> = (0..30_000).filter(|r| r % 3 != 0).collect();
-            let (want_l, want_r): (Vec<u32>, Vec<u32>) =
-                rows.iter().partition(|&&r| goes_left(&s, col[r as usize]));
-            let nl = partition(&mut rows, &mut scratch, &s, col);
-            assert_eq!(
-                rows[..nl],
-                want_l[..],
-                "feature {feature} missing_left {missing_left}"
-            );
-            assert_eq!(
-                rows[nl..],
-                want_r[..],
-                "feature {feature} missing_left {missing_left}"
-            );
+    for n in [3_000u32, 30_000] {
+        for (feature, bin, categorical) in
+            [(0, 7, false), (1, 0, false), (2, 3, false), (4, 2, true)]
+        {
+            for missing_left in [false, true] {
+                let s = Split {
+                    feature,
+                    bin,
+                    categorical,
+                    missing_left,
+                    gain: 1.0,
+                    left_n: 0,
+                };
+                let col = &binned.bins[feature];
+                let rows: Vec<u32> = (0..n).filter(|r| r % 3 != 0).collect();
+                let (want_l, want_r): (Vec<u32>, Vec<u32>) =
+                    rows.iter().partition(|&&r| goes_left(&s, col[r as usize]));
+                for (small_left, last) in [(true, false), (false, false), (false, true)] {
+                    let mut got = rows.clone();
+                    let (nl, hist, total) =
+                        grower.split_leaf(&mut got, &mut scratch, &s, col, &gh, small_left, last);
+                    let what = format!(
+                        "{n} rows, feature {feature}, missing_left {missing_left}, small_left {small_left}, last {last}"
+                    );
+                    assert_eq!(nl, want_l.len(), "{what}");
+                    assert_eq!(got[..nl], want_l[..], "{what}");
+                    assert_eq!(got[nl..], want_r[..], "{what}");
+                    let small = if small_left { &want_l } else { &want_r };
+                    let want = sums(small, &gh);
+                    assert_eq!(total.n, want.n, "{what}");
+                    assert!(
+                        (total.g - want.g).abs() < 1e-9 && (total.h - want.h).abs() < 1e-9,
+                        "{what}"
+                    );
+                    if last {
+                        assert!(hist.is_empty(), "{what}");
+                    } else {
+                        let (want_hist, _) = grower.histogram(small, &gh);
+                        for (i, (a, b)) in hist.iter().zip(&want_hist).enumerate() {
+                            assert_eq!(a.n, b.n, "{what}: slot {i}");
+                            assert!(
+                                (a.g - b.g).abs() < 1e-9 && (a.h - b.h).abs() < 1e-9,
+                                "{what}: slot {i}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
