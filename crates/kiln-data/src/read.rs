@@ -485,16 +485,58 @@ pub(crate) fn convert_text_column(
     dtype: DType,
     timestamp_format: Option<&str>,
 ) -> Result<Column> {
+    let convert = |expr: Expr| -> Result<Column> {
+        Ok(df
+            .clone()
+            .lazy()
+            .select([expr.alias(col)])
+            .collect()?
+            .column(col)?
+            .clone())
+    };
     let c = polars::prelude::col(col);
-    let expr = text_conversion(c, dtype, timestamp_format);
-    let out = df
-        .clone()
-        .lazy()
-        .select([expr.alias(col)])
-        .collect()?
-        .column(col)?
-        .clone();
-    Ok(out)
+    if dtype == DType::Timestamp && timestamp_format.is_none() {
+        // UTC timestamps written with a `Z` (`2013-01-01T10:00:00Z`, as R, pandas and most
+        // exports write them) are parsed as naive values once the `Z` is cut: Polars parses a
+        // zone-aware pattern value by value through chrono, ~40× slower. Values the naive
+        // parse leaves out (other offsets) then go through the zone-aware parse.
+        let naive = c
+            .clone()
+            .str()
+            .strip_chars(lit(NULL))
+            .str()
+            .strip_suffix(lit("Z"))
+            .str()
+            .to_datetime(
+                Some(TimeUnit::Microseconds),
+                None,
+                StrptimeOptions {
+                    format: None,
+                    strict: false,
+                    exact: true,
+                    cache: true,
+                },
+                lit("raise"),
+            );
+        let slow = || convert(text_conversion(c.clone(), dtype, None));
+        // A first value with an offset makes Polars infer a zone-aware pattern, which it
+        // refuses without a zone: then every value takes the zone-aware parse.
+        let fast = match convert(naive) {
+            Ok(f) if f.dtype() == &DataType::Datetime(TimeUnit::Microseconds, None) => f,
+            _ => return slow(),
+        };
+        let had = df.column(col)?.is_not_null();
+        let missed = &had & &fast.is_null();
+        if !missed.any() {
+            return Ok(fast);
+        }
+        let slow = slow()?;
+        let merged = slow
+            .as_materialized_series()
+            .zip_with(&missed, fast.as_materialized_series())?;
+        return Ok(merged.into_column());
+    }
+    convert(text_conversion(c, dtype, timestamp_format))
 }
 
 /// The Polars expression that converts a text column to `dtype` (failures become null).

@@ -192,3 +192,46 @@ fn not_parquet_is_a_clear_error() {
     assert!(matches!(e, DataError::Format { .. }), "{e}");
     assert!(e.to_string().contains("x.parquet"), "{e}");
 }
+
+/// Timestamps ending in `Z` take a fast naive parse; values with other offsets, in the same
+/// column or first in it, still convert to naive UTC, and a bad one is still named by line.
+#[test]
+fn utc_and_offset_timestamps_read_as_naive_utc() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |text: &[u8]| {
+        let p = write(dir.path(), "t.csv", text);
+        let mut c = cfg("t.csv");
+        c.schema.insert("when".into(), DType::Timestamp);
+        read_dataset(&c, &p, "t.csv")
+    };
+    let micros = |t: &kiln_data::read::Table| -> Vec<Option<i64>> {
+        let c = t.df.column("when").unwrap();
+        assert_eq!(
+            c.dtype(),
+            &polars::prelude::DataType::Datetime(polars::prelude::TimeUnit::Microseconds, None)
+        );
+        c.datetime().unwrap().physical().iter().collect()
+    };
+    let h = 3_600_000_000i64;
+    let jan1 = 1_356_998_400_000_000i64; // 2013-01-01T00:00:00Z
+    let t = read(b"when,n\n2013-01-01T10:00:00Z,1\n2013-01-01T12:30:00+02:00,2\n,3\n2013-01-02T00:00:00Z,4\n")
+        .unwrap();
+    assert_eq!(
+        micros(&t),
+        vec![
+            Some(jan1 + 10 * h),
+            Some(jan1 + 10 * h + h / 2),
+            None,
+            Some(jan1 + 24 * h)
+        ]
+    );
+    let t = read(b"when\n2013-01-01T12:30:00+02:00\n2013-01-01T10:00:00Z\n").unwrap();
+    assert_eq!(
+        micros(&t),
+        vec![Some(jan1 + 10 * h + h / 2), Some(jan1 + 10 * h)]
+    );
+    let e = read(b"when\n2013-01-01T10:00:00Z\n2013-01-01T11:00:00Z\nsoon\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("t.csv:4:") && e.contains("column `when`"), "{e}");
+}
