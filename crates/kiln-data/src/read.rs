@@ -328,8 +328,7 @@ fn read_csv(
         .with_null_values(Some(NullValues::AllColumns(
             opts.null_values.iter().map(|s| s.as_str().into()).collect(),
         )))
-        .with_missing_is_null(true)
-        .with_try_parse_dates(true);
+        .with_missing_is_null(true);
     let df = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(None)
@@ -341,10 +340,11 @@ fn read_csv(
             path: shown.to_path_buf(),
             message: format!("cannot parse CSV: {e}"),
         })?;
+    let mut df = df;
+    infer_dates(&mut df, overrides)?;
     let mut schema_hint = overrides.clone();
     // Columns read as text only because of an override are converted now, with the first
     // value that does not convert reported by line.
-    let mut df = df;
     for (col, dtype) in overrides {
         let converted = convert_text_column(&df, col, *dtype, opts.timestamp_format.as_deref())?;
         if let Some(bad_row) = first_failed_conversion(&df, col, &converted)? {
@@ -366,6 +366,46 @@ fn read_csv(
     }
     let (df, schema) = normalize(df, &schema_hint, shown)?;
     Ok(CsvRead { df, schema, text })
+}
+
+/// Text columns (not overridden) whose values are all dates or all timestamps become Date or
+/// Timestamp columns. Done here, a column at a time with Polars' vectorised parsing and the
+/// format inferred from the first value, rather than by the CSV reader's `try_parse_dates`,
+/// which tries every date pattern on every value of every text column (8 s of the 0.3 s it
+/// takes to read the 336,776 bundled flights).
+fn infer_dates(df: &mut DataFrame, overrides: &BTreeMap<String, DType>) -> Result<()> {
+    let names: Vec<String> = df
+        .schema()
+        .iter()
+        .filter(|(n, t)| **t == DataType::String && !overrides.contains_key(n.as_str()))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    for name in names {
+        let first = match df.column(&name)?.str()?.iter().flatten().next() {
+            Some(v) => v.trim().to_string(),
+            None => continue,
+        };
+        // A date starts with a digit and has a date separator; anything else is text.
+        let dateish = first.len() >= 8
+            && first.len() <= 40
+            && first.starts_with(|c: char| c.is_ascii_digit())
+            && first.contains(['-', '/', '.']);
+        if !dateish {
+            continue;
+        }
+        let dtype = if first.len() <= 10 {
+            DType::Date
+        } else {
+            DType::Timestamp
+        };
+        let Ok(converted) = convert_text_column(df, &name, dtype, None) else {
+            continue;
+        };
+        if first_failed_conversion(df, &name, &converted)?.is_none() {
+            df.replace(&name, converted)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks a CSV's shape with the `csv` crate, which knows the line of every record: a

@@ -235,3 +235,23 @@ fn utc_and_offset_timestamps_read_as_naive_utc() {
         .to_string();
     assert!(e.contains("t.csv:4:") && e.contains("column `when`"), "{e}");
 }
+
+/// Without overrides, text columns whose values are all dates or all timestamps are read as
+/// such; a column with one value that is not a date stays text.
+#[test]
+fn dates_and_timestamps_are_inferred_per_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "d.csv",
+        b"d,t,z,mixed,tail\n2024-01-02,2024-01-02 03:04:05,2024-01-02T03:04:05Z,2024-01-02,N14228\n\
+          2024-02-29,2024-02-29 23:59:59,2024-02-29T23:59:59Z,soon,N24211\n,,,,\n",
+    );
+    let t = read_dataset(&cfg("d.csv"), &p, "d.csv").unwrap();
+    assert_eq!(t.dtype_of("d"), Some(DType::Date));
+    assert_eq!(t.dtype_of("t"), Some(DType::Timestamp));
+    assert_eq!(t.dtype_of("z"), Some(DType::Timestamp));
+    assert_eq!(t.dtype_of("mixed"), Some(DType::String));
+    assert_eq!(t.dtype_of("tail"), Some(DType::String));
+    assert_eq!(t.df.column("t").unwrap().null_count(), 1);
+}
