@@ -3,7 +3,8 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::binning::count_edges;
+use super::binning::{MISSING, count_edges};
+use super::grow::{Bin, Grower, Split, sums};
 use super::*;
 
 /// A random matrix.
@@ -331,18 +332,24 @@ fn mixed_matrix(rows: usize, seed: u64) -> Matrix {
     Matrix::new(rows, 5, data).unwrap()
 }
 
+/// Parameters (16 bins, column 4 categorical) and the binned `mixed_matrix`.
+fn bin_mixed(x: &Matrix) -> (GbdtParams, binning::Binned) {
+    let p = GbdtParams {
+        max_bin: 16,
+        categorical_columns: vec![4],
+        ..GbdtParams::default()
+    };
+    let binned = binning::bin_features(x, p.max_bin, &p.categorical_columns, &[]).unwrap();
+    (p, binned)
+}
+
 /// Histograms skip each feature's most frequent bin and rebuild it from the totals; over two
 /// threads or one, they must equal a plain count of every row into every bin.
 #[test]
 fn histograms_equal_a_plain_count() {
     use rand::Rng;
     let x = mixed_matrix(20_000, 3);
-    let p = GbdtParams {
-        max_bin: 16,
-        categorical_columns: vec![4],
-        ..GbdtParams::default()
-    };
-    let binned = binning::bin_features(&x, p.max_bin, &p.categorical_columns, &[]).unwrap();
+    let (p, binned) = bin_mixed(&x);
     let grower = Grower::new(&binned, &p).unwrap();
     // The skipped bins are the frequent ones: zero, missing, and the one-hot's zero.
     assert!(
@@ -392,12 +399,7 @@ fn histograms_equal_a_plain_count() {
 fn split_leaf_partitions_and_counts_the_smaller_side() {
     use rand::Rng;
     let x = mixed_matrix(30_000, 5);
-    let p = GbdtParams {
-        max_bin: 16,
-        categorical_columns: vec![4],
-        ..GbdtParams::default()
-    };
-    let binned = binning::bin_features(&x, p.max_bin, &p.categorical_columns, &[]).unwrap();
+    let (p, binned) = bin_mixed(&x);
     let grower = Grower::new(&binned, &p).unwrap();
     let mut rng = StdRng::seed_from_u64(8);
     let gh: Vec<[f64; 2]> = (0..30_000)
