@@ -224,8 +224,11 @@ class KilnServer:
 live_servers: list[KilnServer] = []
 
 
-def make_server(backend: str, tmp_root: Path) -> tuple[KilnServer, callable]:
-    """Builds (not starts) a server for `backend`; returns it and its cleanup function."""
+def make_server(
+    backend: str, tmp_root: Path, extra_args: list[str] | None = None
+) -> tuple[KilnServer, callable]:
+    """Builds (not starts) a server for `backend` (`extra_args` go to `kiln server`, e.g.
+    ["--admin-token", T]); returns it and its cleanup function."""
     data_dir = tmp_root / "data"
     data_dir.mkdir(parents=True)
     store_url = None
@@ -234,7 +237,7 @@ def make_server(backend: str, tmp_root: Path) -> tuple[KilnServer, callable]:
         if reason:
             pytest.skip(f"PostgreSQL unavailable: {reason}")
         store_url = create_pg_database()
-    srv = KilnServer(backend=backend, data_dir=data_dir, store_url=store_url)
+    srv = KilnServer(backend=backend, data_dir=data_dir, store_url=store_url, extra_args=list(extra_args or []))
     live_servers.append(srv)
 
     def cleanup() -> None:

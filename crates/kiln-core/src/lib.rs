@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod release;
 pub mod search;
 
 pub use error::ErrorCode;

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod release;
 mod routes;
 
 use std::future::Future;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub kiln_version: String,
     /// Which metadata backend is in use ("sqlite" or "postgresql"), for `server-info`.
     pub store_kind: String,
+    /// Release gates, the admin token and the moves in progress.
+    pub releases: release::Releases,
 }
 
 /// The whole HTTP application.
@@ -42,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/ajax-api/3.0/mlflow", api)
         .nest("/api/2.0/mlflow-artifacts", routes::artifacts::proxy())
         .nest("/ajax-api/2.0/mlflow-artifacts", routes::artifacts::proxy())
+        .nest("/api/kiln", routes::releases::routes())
         .merge(routes::misc::routes())
         .fallback(routes::misc::not_found)
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))

@@ -66,6 +66,11 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
         "datasets",
         include_str!("../migrations/0002_datasets.sql"),
     ),
+    (
+        3,
+        "releases",
+        include_str!("../migrations/0003_releases.sql"),
+    ),
 ];
 
 impl Db {

@@ -16,6 +16,7 @@ mod page;
 mod registry;
 mod registry_search;
 mod registry_versions;
+mod releases;
 mod run_load;
 mod run_search;
 mod runs;
@@ -32,6 +33,7 @@ pub use logged_models::{
 };
 pub use registry::CreateModelVersion;
 pub use registry_search::RegistrySearch;
+pub use releases::{AliasMove, Expect, NewEvaluation, StoredPolicy};
 pub use runs::{BatchInput, MetricInput, RunCreate, RunSearch, RunUpdate};
 
 /// Milliseconds since the Unix epoch, the unit of every MLflow timestamp.

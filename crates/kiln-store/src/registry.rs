@@ -419,7 +419,14 @@ impl Store {
                     .bind(&name)
                     .execute(&mut *conn)
                     .await?;
-                    for table in ["registered_model_tags", "model_version_tags", "registered_model_aliases"] {
+                    for table in [
+                        "registered_model_tags",
+                        "model_version_tags",
+                        "registered_model_aliases",
+                        "kiln_release_policies",
+                        "kiln_release_evaluations",
+                        "kiln_alias_history",
+                    ] {
                         sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET name = $1 WHERE name = $2")))
                             .bind(&new_name)
                             .bind(&name)
@@ -441,6 +448,9 @@ impl Store {
                     model_row(conn, &name).await?;
                     for table in [
                         "registered_model_aliases",
+                        "kiln_alias_history",
+                        "kiln_release_evaluations",
+                        "kiln_release_policies",
                         "model_version_tags",
                         "model_versions",
                         "registered_model_tags",

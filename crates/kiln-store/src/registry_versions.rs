@@ -403,6 +403,27 @@ impl Store {
                     .bind(version)
                     .execute(&mut *conn)
                     .await?;
+                    let aliases: Vec<String> = sqlx::query_scalar(
+                        "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
+                    )
+                    .bind(&name)
+                    .bind(version)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for alias in &aliases {
+                        crate::releases::append_event(
+                            conn,
+                            &name,
+                            alias,
+                            None,
+                            Some(version),
+                            "version_deleted",
+                            "anonymous",
+                            None,
+                            None,
+                        )
+                        .await?;
+                    }
                     for table in ["model_version_tags", "registered_model_aliases"] {
                         sqlx::query(AssertSqlSafe(format!(
                             "DELETE FROM {table} WHERE name = $1 AND version = $2"
@@ -542,54 +563,34 @@ impl Store {
 
     // -- Aliases -----------------------------------------------------------------------
 
-    /// Points `alias` at a version (moving it if it pointed elsewhere).
+    /// Points `alias` at a version (moving it if it pointed elsewhere), recorded in the
+    /// alias history with an unknown actor; the server calls [`Store::move_alias`] itself.
     pub async fn set_registered_model_alias(
         &self,
         name: String,
         alias: String,
         version: &str,
     ) -> Result<()> {
-        validate_model_name(&name, "name")?;
-        validate_alias(&alias)?;
-        let version = parse_version(version)?;
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    model_row(conn, &name).await?;
-                    check_version(conn, &name, version).await?;
-                    sqlx::query(
-                        "INSERT INTO registered_model_aliases (name, alias, version) VALUES ($1, $2, $3) \
-                         ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                    )
-                    .bind(&name)
-                    .bind(&alias)
-                    .bind(version)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
+        self.move_alias(crate::AliasMove {
+            name,
+            alias,
+            version: version.to_string(),
+            expect: crate::Expect::Any,
+            action: "set".into(),
+            actor: "anonymous".into(),
+            reason: None,
+            refuse_archived: false,
+            evaluation: None,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Removes an alias; a missing alias is not an error (as in MLflow).
     pub async fn delete_registered_model_alias(&self, name: String, alias: String) -> Result<()> {
-        validate_model_name(&name, "name")?;
-        validate_alias(&alias)?;
-        self.db
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "DELETE FROM registered_model_aliases WHERE name = $1 AND alias = $2",
-                    )
-                    .bind(&name)
-                    .bind(&alias)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
+        self.remove_alias(name, alias, "anonymous".into())
             .await
+            .map(|_| ())
     }
 
     pub async fn get_model_version_by_alias(

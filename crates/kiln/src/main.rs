@@ -35,6 +35,16 @@ enum Command {
     Keys(commands::keys::KeysArgs),
     /// Model packages: verify digests and signatures.
     Package(commands::package::PackageArgs),
+    /// Move an alias (default `champion`) to a version through the server, which runs the
+    /// model's release gates; `status` shows aliases, history and evaluations.
+    Release(commands::release::ReleaseArgs),
+    /// Move an alias back to its previous holder in one step.
+    Rollback(commands::release::RollbackArgs),
+    /// Where a version came from (package, run, datasets, code, gates), or what was built
+    /// from a dataset.
+    Lineage(commands::lineage::LineageArgs),
+    /// Write a version's model card (Markdown).
+    Card(commands::card::CardArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +62,10 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Package(args) => commands::package::run(args),
+        Command::Release(args) => commands::release::run(args),
+        Command::Rollback(args) => commands::release::rollback(args),
+        Command::Lineage(args) => commands::lineage::run(args),
+        Command::Card(args) => commands::card::run(args),
     };
     match result {
         Ok(code) => code,

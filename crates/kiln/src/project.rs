@@ -32,6 +32,27 @@ pub struct KilnToml {
     pub train: BTreeMap<String, TrainConfig>,
     #[serde(default)]
     pub costs: Costs,
+    #[serde(default)]
+    pub release: BTreeMap<String, ReleaseConfig>,
+}
+
+/// `[release.MODEL]`: the release policy of a registered model (the server enforces it once
+/// `kiln release policy --apply` has sent it), plus what its model card says about it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// What the model is for (the model card's first section).
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// Known limitations, one sentence each (the model card lists them).
+    #[serde(default)]
+    pub limitations: Vec<String>,
+    /// Public key files (relative to the project) a package may be signed with.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Protected aliases and their gates.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, kiln_core::release::AliasGates>,
 }
 
 /// `[costs]`: prices used for the cost estimate of every run.
@@ -180,6 +201,38 @@ impl Project {
 
     /// A source as written in the project file: URLs stay, relative paths are taken from the
     /// file's directory.
+    /// The release policy of `model` as the server stores it: key files read and checked.
+    pub fn release_policy(&self, model: &str) -> anyhow::Result<kiln_core::release::ReleasePolicy> {
+        let Some(cfg) = self.file.release.get(model) else {
+            bail!(
+                "{}: no [release.{model}] section (declared: {})",
+                self.path.display(),
+                list(self.file.release.keys())
+            );
+        };
+        let mut trusted_keys = vec![];
+        for path in &cfg.trusted_keys {
+            let full = self.dir.join(path);
+            let key = kiln_ml::package::PublicKey::load(&full).with_context(|| {
+                format!(
+                    "[release.{model}].trusted_keys: cannot load {}",
+                    full.display()
+                )
+            })?;
+            trusted_keys.push(key.to_text());
+        }
+        for (alias, g) in &cfg.aliases {
+            if g.signed && trusted_keys.is_empty() {
+                bail!("[release.{model}.aliases.{alias}]: signed = true needs trusted_keys");
+            }
+        }
+        Ok(kiln_core::release::ReleasePolicy {
+            model: model.to_string(),
+            trusted_keys,
+            aliases: cfg.aliases.clone(),
+        })
+    }
+
     pub fn resolve_source(&self, source: &str) -> String {
         if source.contains("://") || Path::new(source).is_absolute() {
             source.to_string()

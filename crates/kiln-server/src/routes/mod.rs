@@ -11,6 +11,7 @@ pub mod experiments;
 pub mod logged_models;
 pub mod misc;
 pub mod registry;
+pub mod releases;
 pub mod runs;
 
 /// The MLflow REST API under one prefix (`/api/2.0/mlflow`, its `/ajax-api` mirror, …).

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use kiln_core::entities::{KeyValue, de_opt_i64};
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Msg, de_bool, one_or_many, required};
+use crate::release::{self, Actor, MoveRequest};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -243,26 +245,38 @@ fn alias_of(body: &Alias) -> String {
     body.alias.clone().unwrap_or_default()
 }
 
+/// MLflow's set-alias: gated like `kiln release` when the model's policy protects the alias.
 async fn set_alias(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Msg { body, .. }: Msg<Alias>,
 ) -> ApiResult<Json<Value>> {
     let name = required(&body.name, "name")?.to_string();
-    let v = version(&body.version)?;
-    s.store
-        .set_registered_model_alias(name, alias_of(&body), v)
-        .await?;
+    let v = version(&body.version)?.to_string();
+    let actor = Actor::from_headers(&headers, &s.releases);
+    release::move_alias(
+        &s,
+        &actor,
+        MoveRequest {
+            name,
+            alias: alias_of(&body),
+            version: v,
+            override_reason: None,
+            expect: None,
+        },
+    )
+    .await?;
     Ok(Json(json!({})))
 }
 
 async fn delete_alias(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Msg { body, .. }: Msg<Alias>,
 ) -> ApiResult<Json<Value>> {
     let name = required(&body.name, "name")?.to_string();
-    s.store
-        .delete_registered_model_alias(name, alias_of(&body))
-        .await?;
+    let actor = Actor::from_headers(&headers, &s.releases);
+    release::remove_alias(&s, &actor, &name, &alias_of(&body)).await?;
     Ok(Json(json!({})))
 }
 
@@ -348,9 +362,12 @@ async fn update_version(
 
 async fn delete_version(
     State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
     Msg { body, .. }: Msg<VersionRef>,
 ) -> ApiResult<Json<Value>> {
     let name = required(&body.name, "name")?.to_string();
+    let actor = Actor::from_headers(&headers, &s.releases);
+    release::check_version_deletable(&s, &actor, &name, version(&body.version)?).await?;
     s.store
         .delete_model_version(name, version(&body.version)?)
         .await?;

@@ -61,6 +61,7 @@ pub async fn start_app(db: &TestDb) -> TestApp {
         artifacts: artifacts.clone(),
         kiln_version: "test".into(),
         store_kind: db.kind.into(),
+        releases: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

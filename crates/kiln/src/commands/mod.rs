@@ -1,6 +1,10 @@
+pub mod card;
+pub mod client;
 pub mod data;
 pub mod features;
 pub mod keys;
+pub mod lineage;
 pub mod package;
+pub mod release;
 pub mod server;
 pub mod train;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use kiln_ml::{Package, TrustedKeys};
 
 use super::data::{Ctx, ProjectArgs};
@@ -48,70 +47,30 @@ pub fn run(args: PackageArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A registered version's package, downloaded into a temporary folder.
-fn fetch_registered(ctx: &Ctx, reference: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
-    let rest = reference.trim_start_matches("models:/");
-    let store = ctx.store()?;
-    let version = if let Some((name, alias)) = rest.split_once('@') {
-        ctx.rt
-            .block_on(store.get_model_version_by_alias(name, alias))
-            .with_context(|| format!("no version of `{name}` has alias `{alias}`"))?
-    } else if let Some((name, v)) = rest.rsplit_once('/') {
-        ctx.rt
-            .block_on(store.get_model_version(name, v))
-            .with_context(|| format!("no version {v} of `{name}`"))?
-    } else {
-        bail!("{reference:?}: expected models:/NAME/VERSION or models:/NAME@ALIAS");
-    };
-    let source = version.source.clone();
-    let Some(root) = source.strip_prefix("mlflow-artifacts:") else {
-        bail!(
-            "version {} of `{}` has source {source:?}, which is not a Kiln package in this \
-             artifact store",
-            version.version,
-            version.name
-        );
-    };
-    let root = root.trim_matches('/').to_string();
+/// A registered version's files, downloaded into a temporary folder.
+fn fetch_registered(ctx: &Ctx, reference: &str) -> anyhow::Result<kiln_release::Fetched> {
+    let (mv, _) = super::lineage::resolve(ctx, reference)?;
     let artifacts = ctx.artifacts()?;
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path().join("package");
-    ctx.rt.block_on(async {
-        let mut stack = vec![root.clone()];
-        let mut n = 0;
-        while let Some(d) = stack.pop() {
-            for f in artifacts.list(&d).await? {
-                if f.is_dir {
-                    stack.push(f.path);
-                    continue;
-                }
-                let rel = f.path.strip_prefix(&format!("{root}/")).unwrap_or(&f.path);
-                let local = dir.join(rel);
-                if let Some(p) = local.parent() {
-                    std::fs::create_dir_all(p)?;
-                }
-                let (_, mut s) = artifacts.get_stream(&f.path).await?;
-                let mut bytes = vec![];
-                while let Some(c) = s.next().await {
-                    bytes.extend_from_slice(&c?);
-                }
-                std::fs::write(&local, bytes)?;
-                n += 1;
-            }
-        }
-        if n == 0 {
-            bail!("no package files under {source}");
-        }
-        anyhow::Ok(())
-    })?;
-    Ok((tmp, dir))
+    let fetched = ctx
+        .rt
+        .block_on(kiln_release::fetch_version(ctx.store()?, &artifacts, &mv))?;
+    if fetched.kind() != kiln_release::VersionKind::KilnPackage {
+        bail!(
+            "version {} of `{}` is {}, not a Kiln package",
+            mv.version,
+            mv.name,
+            fetched.kind().as_str()
+        );
+    }
+    Ok(fetched)
 }
 
 fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (_tmp, dir) = if a.package.starts_with("models:/") {
+    let (_fetched, dir) = if a.package.starts_with("models:/") {
         let ctx = Ctx::new(&a.project)?;
-        let (t, d) = fetch_registered(&ctx, &a.package)?;
-        (Some(t), d)
+        let f = fetch_registered(&ctx, &a.package)?;
+        let d = f.dir().to_path_buf();
+        (Some(f), d)
     } else {
         (None, PathBuf::from(&a.package))
     };

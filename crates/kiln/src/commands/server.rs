@@ -30,6 +30,41 @@ pub struct ServerArgs {
     /// Worker threads for the HTTP runtime (default: one per core).
     #[arg(long, env = "KILN_WORKERS")]
     pub workers: Option<usize>,
+    /// A secret that makes a caller an admin (as a bearer token, or the password of basic
+    /// auth): needed to override a failed release gate, change a release policy or remove a
+    /// protected alias. Without it nobody can override a gate.
+    #[arg(long, env = "KILN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// Release gates evaluated by `kiln-release` on this server's stores.
+pub struct Gates(pub Arc<kiln_release::Engine>);
+
+impl kiln_server::release::GateRunner for Gates {
+    fn run(
+        &self,
+        policy: kiln_core::release::ReleasePolicy,
+        alias: String,
+        candidate: kiln_core::entities::ModelVersion,
+        holder: Option<kiln_core::entities::ModelVersion>,
+    ) -> kiln_server::release::GateFuture {
+        let engine = self.0.clone();
+        Box::pin(async move {
+            engine
+                .evaluate(&policy, &alias, &candidate, holder.as_ref())
+                .await
+        })
+    }
+}
+
+/// The release settings of a server on these stores.
+pub fn releases(
+    store: &Store,
+    artifacts: &ArtifactStore,
+    admin_token: Option<String>,
+) -> kiln_server::release::Releases {
+    let engine = kiln_release::Engine::new(store.clone(), artifacts.clone());
+    kiln_server::release::Releases::new(Some(Arc::new(Gates(Arc::new(engine)))), admin_token)
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -59,9 +94,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let artifacts = ArtifactStore::open(&artifacts_url)
         .with_context(|| format!("cannot open the artifact store {artifacts_url}"))?;
+    let releases = releases(&store, &artifacts, args.admin_token.clone());
     let state = Arc::new(AppState {
         store: store.clone(),
         artifacts,
+        releases,
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         store_kind: match store.db().backend() {
             Backend::Sqlite => "sqlite".into(),

@@ -3,6 +3,7 @@
 mod crash;
 mod data;
 mod lifecycle;
+mod release;
 mod train;
 
 use std::path::PathBuf;

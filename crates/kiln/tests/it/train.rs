@@ -9,7 +9,7 @@ use kiln_store::{RegistrySearch, RunSearch, Store, ViewType};
 
 use crate::kiln_bin;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 
 /// A project: the repository's datasets and feature sets (sources made absolute) plus
 /// `extra` (training definitions).
-fn project(dir: &Path, extra: &str) -> PathBuf {
+pub(crate) fn project(dir: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("kiln.toml")).unwrap();
     // Keep only data and features: the repository's own [train.*] sections are not this test's.
     let mut kept = String::new();
@@ -26,7 +26,9 @@ fn project(dir: &Path, extra: &str) -> PathBuf {
     for line in text.lines() {
         let t = line.trim_start();
         if t.starts_with('[') {
-            skip = t.starts_with("[train.") || t.starts_with("[[train.");
+            skip = ["[train.", "[[train.", "[release.", "[[release."]
+                .iter()
+                .any(|p| t.starts_with(p));
         }
         if !skip {
             kept.push_str(line);
@@ -42,7 +44,7 @@ fn project(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-fn kiln(config: &Path, data_dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn kiln(config: &Path, data_dir: &Path, args: &[&str]) -> Output {
     Command::new(kiln_bin())
         .args(args)
         .arg("--config")
@@ -60,7 +62,7 @@ fn kiln(config: &Path, data_dir: &Path, args: &[&str]) -> Output {
 }
 
 /// `kiln keys new --out DIR` (a command without a project).
-fn keys_new(out: &Path) -> Output {
+pub(crate) fn keys_new(out: &Path) -> Output {
     Command::new(kiln_bin())
         .args(["keys", "new", "--out"])
         .arg(out)
@@ -68,11 +70,11 @@ fn keys_new(out: &Path) -> Output {
         .expect("kiln runs")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn ok_json(out: &Output) -> serde_json::Value {
+pub(crate) fn ok_json(out: &Output) -> serde_json::Value {
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -83,7 +85,7 @@ fn ok_json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("JSON outcome")
 }
 
-fn store(data_dir: &Path) -> (tokio::runtime::Runtime, Store) {
+pub(crate) fn store(data_dir: &Path) -> (tokio::runtime::Runtime, Store) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -222,6 +222,7 @@ fn execute(
             .await
             .context("cannot start the tracking server for the command")?;
         let addr = listener.local_addr()?;
+        let releases = crate::commands::server::releases(&store, &artifacts, None);
         let state = Arc::new(kiln_server::AppState {
             store: store.clone(),
             artifacts,
@@ -230,6 +231,7 @@ fn execute(
                 Backend::Sqlite => "sqlite".into(),
                 Backend::Postgres => "postgresql".into(),
             },
+            releases,
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(kiln_server::serve(listener, state, async move {
