@@ -138,7 +138,7 @@ impl Actor {
         let name = name
             .filter(|n| !n.is_empty())
             .map(|n| n.chars().take(256).collect())
-            .unwrap_or_else(|| "anonymous".to_string());
+            .unwrap_or_else(|| if admin { "admin" } else { "anonymous" }.to_string());
         Actor { name, admin }
     }
 }
@@ -301,12 +301,29 @@ pub async fn move_alias(
         (true, _) => Outcome::Moved,
         (false, Some(_)) if actor.admin => Outcome::Overridden,
         (false, Some(_)) => {
+            // The gates ran: their verdict is kept, as a refused override.
+            let failed = summary(&gates);
+            let stored = state
+                .store
+                .record_release_evaluation(
+                    req.name.clone(),
+                    NewEvaluation {
+                        alias: req.alias.clone(),
+                        version: req.version.clone(),
+                        holder: holder_v.map(|h| h.to_string()),
+                        actor: actor.name.clone(),
+                        outcome: Outcome::Blocked,
+                        override_reason: req.override_reason.clone(),
+                        gates,
+                    },
+                )
+                .await?;
             return Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 format!(
                     "only an admin may override failed release gates (send the server's admin \
-                     token); failed: {}",
-                    summary(&gates)
+                     token); evaluation {} failed: {failed}",
+                    stored.id
                 ),
             ));
         }

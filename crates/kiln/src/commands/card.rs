@@ -366,7 +366,7 @@ fn card(
                 md,
                 "| {} | {} |",
                 c.name,
-                serde_json::to_value(&c.dtype)?.as_str().unwrap_or("?")
+                serde_json::to_value(c.dtype)?.as_str().unwrap_or("?")
             )?;
         }
         writeln!(md)?;

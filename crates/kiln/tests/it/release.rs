@@ -380,7 +380,16 @@ fn protected_aliases_move_only_through_their_gates() {
         .iter()
         .filter(|e| e["outcome"] == "blocked")
         .count();
-    assert_eq!(blocked, 5, "{s:#}");
+    // Five refusals plus the override a non-admin asked for (kept with its reason).
+    assert_eq!(blocked, 6, "{s:#}");
+    assert!(
+        s["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["outcome"] == "blocked" && e["override_reason"] == "hotfix"),
+        "{s:#}"
+    );
     let human = client(&config, &url, false, &["release", "status", "delay"]);
     let human = text(&human.stdout);
     assert!(
