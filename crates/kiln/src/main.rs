@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: MLflow-compatible tracking and model registry.
     Server(commands::server::ServerArgs),
+    /// Run the data plane: serve models over OIP v2 (KServe / Triton) and MLflow scoring.
+    Serve(commands::serve::ServeArgs),
     /// Datasets: validate, profile, infer expectations, record versions.
     Data(commands::data::DataArgs),
     /// Train a `[train.NAME]` definition: native trainers or an external command, tracked,
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => commands::server::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => commands::serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Data(args) => commands::data::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Keys(args) => commands::keys::run(args),

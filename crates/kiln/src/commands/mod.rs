@@ -6,5 +6,6 @@ pub mod keys;
 pub mod lineage;
 pub mod package;
 pub mod release;
+pub mod serve;
 pub mod server;
 pub mod train;

@@ -4,6 +4,7 @@ mod crash;
 mod data;
 mod lifecycle;
 mod release;
+mod serve;
 mod train;
 
 use std::path::PathBuf;

@@ -1,0 +1,236 @@
+//! Prometheus metrics of the data plane, labelled by model and version only (the set of
+//! loaded versions bounds the label cardinality): requests and failures, request, queue and
+//! compute time histograms, batch sizes, and the in-flight gauge. Rendered in the
+//! Prometheus text format by [`Metrics::render`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Seconds.
+const TIME_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    /// Sum in micro-units (µs for times, rows for batches) to stay in integers.
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64, sum_units: u64) {
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum.fetch_add(sum_units, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str, sum_scale: f64) {
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum.load(Ordering::Relaxed) as f64 * sum_scale;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// The series of one model version.
+pub struct VersionMetrics {
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    request_seconds: Histogram,
+    queue_seconds: Histogram,
+    compute_seconds: Histogram,
+    batch_rows: Histogram,
+}
+
+impl VersionMetrics {
+    fn new() -> VersionMetrics {
+        VersionMetrics {
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            request_seconds: Histogram::new(&TIME_BUCKETS),
+            queue_seconds: Histogram::new(&TIME_BUCKETS),
+            compute_seconds: Histogram::new(&TIME_BUCKETS),
+            batch_rows: Histogram::new(&BATCH_BUCKETS),
+        }
+    }
+
+    /// One finished request (success or not) and how long it took end to end.
+    pub fn request(&self, took: Duration, ok: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        self.request_seconds
+            .observe(took.as_secs_f64(), took.as_micros() as u64);
+    }
+
+    /// The queue and compute time of a request that reached the predictor.
+    pub fn inference(&self, queue: Duration, compute: Duration, batch_rows: usize) {
+        self.queue_seconds
+            .observe(queue.as_secs_f64(), queue.as_micros() as u64);
+        self.compute_seconds
+            .observe(compute.as_secs_f64(), compute.as_micros() as u64);
+        self.batch_rows
+            .observe(batch_rows as f64, batch_rows as u64);
+    }
+}
+
+/// All series of a server.
+#[derive(Default)]
+pub struct Metrics {
+    versions: RwLock<BTreeMap<(String, String), Arc<VersionMetrics>>>,
+    pub in_flight: AtomicI64,
+    /// Requests refused by admission control (429).
+    pub rejected: AtomicU64,
+}
+
+impl Metrics {
+    /// The series of a version, created on first use.
+    pub fn version(&self, model: &str, version: &str) -> Arc<VersionMetrics> {
+        let key = (model.to_string(), version.to_string());
+        if let Some(m) = self
+            .versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return m.clone();
+        }
+        self.versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(VersionMetrics::new()))
+            .clone()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let versions = self.versions.read().unwrap_or_else(|p| p.into_inner());
+        let series = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let labels =
+            |m: &str, v: &str| format!("model=\"{}\",version=\"{}\"", escape(m), escape(v));
+        series(
+            &mut out,
+            "kiln_inference_requests_total",
+            "counter",
+            "Inference requests answered.",
+        );
+        for ((m, v), s) in versions.iter() {
+            let _ = writeln!(
+                out,
+                "kiln_inference_requests_total{{{}}} {}",
+                labels(m, v),
+                s.requests.load(Ordering::Relaxed)
+            );
+        }
+        series(
+            &mut out,
+            "kiln_inference_failures_total",
+            "counter",
+            "Inference requests that failed.",
+        );
+        for ((m, v), s) in versions.iter() {
+            let _ = writeln!(
+                out,
+                "kiln_inference_failures_total{{{}}} {}",
+                labels(m, v),
+                s.failures.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, pick, scale) in [
+            (
+                "kiln_inference_request_duration_seconds",
+                "Request time, received to answered.",
+                0,
+                1e-6,
+            ),
+            (
+                "kiln_inference_queue_duration_seconds",
+                "Time waiting for a batch.",
+                1,
+                1e-6,
+            ),
+            (
+                "kiln_inference_compute_duration_seconds",
+                "Predictor time of the batch a request was in.",
+                2,
+                1e-6,
+            ),
+            (
+                "kiln_inference_batch_rows",
+                "Rows in the predictor call a request was part of.",
+                3,
+                1.0,
+            ),
+        ] {
+            series(&mut out, name, "histogram", help);
+            for ((m, v), s) in versions.iter() {
+                let h = match pick {
+                    0 => &s.request_seconds,
+                    1 => &s.queue_seconds,
+                    2 => &s.compute_seconds,
+                    _ => &s.batch_rows,
+                };
+                h.render(&mut out, name, &labels(m, v), scale);
+            }
+        }
+        series(
+            &mut out,
+            "kiln_inference_in_flight",
+            "gauge",
+            "Inference requests being handled.",
+        );
+        let _ = writeln!(
+            out,
+            "kiln_inference_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        series(
+            &mut out,
+            "kiln_inference_rejected_total",
+            "counter",
+            "Requests refused with 429 (over the in-flight bound or a full queue).",
+        );
+        let _ = writeln!(
+            out,
+            "kiln_inference_rejected_total {}",
+            self.rejected.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

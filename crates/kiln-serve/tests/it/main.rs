@@ -1,0 +1,2 @@
+mod oip;
+mod scoring;

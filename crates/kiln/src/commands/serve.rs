@@ -1,0 +1,176 @@
+//! `kiln serve`: the data plane. Loads Kiln packages, ONNX files and registry references
+//! (`NAME@ALIAS`, `NAME/VERSION`) and serves them over OIP v2 and MLflow's scoring protocol.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use kiln_serve::ServeState;
+use kiln_serve::batch::BatchConfig;
+use kiln_serve::model::ModelVersion;
+use kiln_store::{ArtifactStore, Store};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to bind.
+    #[arg(long, env = "KILN_SERVE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind; 0 lets the OS choose (printed on the first line).
+    #[arg(long, env = "KILN_SERVE_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// `NAME=PATH_OR_REF`: a package folder, an `.onnx` file, or a registered version
+    /// (`MODEL@ALIAS`, `MODEL/VERSION`). Repeatable.
+    #[arg(long = "model", required = true, value_name = "NAME=PATH_OR_REF")]
+    pub models: Vec<String>,
+    /// Rows per predictor call at most.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch_rows: usize,
+    /// How long a partial batch may wait for more requests, in microseconds (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub max_queue_delay_us: u64,
+    /// Requests handled at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub max_in_flight: usize,
+    /// Requests that may wait in one model's queue.
+    #[arg(long, default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Inference threads per model (default: one per core).
+    #[arg(long)]
+    pub inference_threads: Option<usize>,
+    /// A request not computed within this many milliseconds is answered with 504.
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "KILN_WORKERS")]
+    pub workers: Option<usize>,
+    /// For registry references: the store and artifacts of the control plane.
+    #[arg(long, env = "KILN_DATA_DIR", default_value = "./.kiln")]
+    pub data_dir: PathBuf,
+    #[arg(long, env = "KILN_STORE")]
+    pub store: Option<String>,
+    #[arg(long, env = "KILN_ARTIFACTS")]
+    pub artifacts: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = args.workers {
+        rt.worker_threads(n.max(1));
+    }
+    rt.build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let batch = BatchConfig {
+        max_batch_rows: args.max_batch_rows.max(1),
+        max_delay: Duration::from_micros(args.max_queue_delay_us),
+        queue_capacity: args.queue_capacity.max(1),
+        threads: args.inference_threads.unwrap_or(cores).max(1),
+    };
+    let state = Arc::new(ServeState::new(
+        args.max_in_flight.max(1),
+        Duration::from_millis(args.timeout_ms.max(1)),
+        env!("CARGO_PKG_VERSION"),
+    ));
+    let mut registry: Option<(Store, ArtifactStore)> = None;
+    for spec in &args.models {
+        let Some((name, target)) = spec.split_once('=') else {
+            bail!("--model {spec:?}: expected NAME=PATH_OR_REF");
+        };
+        if name.is_empty() || target.is_empty() {
+            bail!("--model {spec:?}: expected NAME=PATH_OR_REF");
+        }
+        let model = if Path::new(target).exists() {
+            load_path(name, "1", Path::new(target), batch)?
+        } else {
+            if registry.is_none() {
+                registry = Some(open_registry(&args).await?);
+            }
+            let (store, artifacts) = registry.as_ref().expect("opened above");
+            load_ref(name, target, store, artifacts, batch).await?
+        };
+        tracing::info!(model = name, version = %model.version, platform = model.platform, "model loaded");
+        state.insert(model);
+    }
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Listening on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    kiln_serve::serve(listener, state, super::server::shutdown_signal()).await?;
+    tracing::info!("kiln serve stopped");
+    Ok(())
+}
+
+fn load_path(
+    name: &str,
+    version: &str,
+    path: &Path,
+    batch: BatchConfig,
+) -> anyhow::Result<ModelVersion> {
+    ModelVersion::load(name, version, path, batch)
+        .with_context(|| format!("cannot load model `{name}`"))
+}
+
+async fn open_registry(args: &ServeArgs) -> anyhow::Result<(Store, ArtifactStore)> {
+    let store_url = match &args.store {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", args.data_dir.join("kiln.db").display()),
+    };
+    let store = Store::open(&store_url)
+        .await
+        .context("cannot open the metadata store for registry references")?;
+    let artifacts_url = match &args.artifacts {
+        Some(u) => u.clone(),
+        None => args.data_dir.join("artifacts").display().to_string(),
+    };
+    let artifacts = ArtifactStore::open(&artifacts_url)
+        .with_context(|| format!("cannot open the artifact store {artifacts_url}"))?;
+    Ok((store, artifacts))
+}
+
+/// A registered version (`MODEL@ALIAS`, `MODEL/VERSION`, `models:/…`).
+async fn load_ref(
+    name: &str,
+    reference: &str,
+    store: &Store,
+    artifacts: &ArtifactStore,
+    batch: BatchConfig,
+) -> anyhow::Result<ModelVersion> {
+    let rest = reference.strip_prefix("models:/").unwrap_or(reference);
+    let mv = if let Some((m, alias)) = rest.split_once('@') {
+        store
+            .get_model_version_by_alias(m, alias)
+            .await
+            .with_context(|| {
+                format!("--model {name}={reference}: no version of `{m}` has alias `{alias}`")
+            })?
+    } else if let Some((m, v)) = rest.rsplit_once('/') {
+        store
+            .get_model_version(m, v)
+            .await
+            .with_context(|| format!("--model {name}={reference}: no version {v} of `{m}`"))?
+    } else {
+        bail!("--model {name}={reference}: no such file, and not MODEL@ALIAS or MODEL/VERSION");
+    };
+    let fetched = kiln_release::fetch_version(store, artifacts, &mv)
+        .await
+        .with_context(|| format!("--model {name}={reference}"))?;
+    let path = match fetched.kind() {
+        kiln_release::VersionKind::KilnPackage => fetched.dir().to_path_buf(),
+        kiln_release::VersionKind::MlflowOnnx => fetched
+            .dir()
+            .join(fetched.model_file().unwrap_or("model.onnx")),
+    };
+    load_path(name, &mv.version, &path, batch)
+}
