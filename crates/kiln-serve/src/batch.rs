@@ -10,9 +10,9 @@
 //! computed. The queue is bounded: when it is full, [`Batcher::submit`] fails at once with
 //! [`BatchError::Full`] (the server's 429).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use kiln_ml::{Predictor, Tensor, TensorData};
@@ -84,9 +84,21 @@ pub struct BatchStats {
     pub rows: AtomicU64,
 }
 
+/// The queue itself: jobs in arrival order, and whether it still takes new ones.
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a job arrives or the queue closes.
+    ready: Condvar,
+}
+
 /// The queue of one model version. Dropping it stops the threads once the queue drains.
 pub struct Batcher {
-    tx: Mutex<Option<SyncSender<Job>>>,
+    shared: Arc<Shared>,
     capacity: usize,
     pub stats: Arc<BatchStats>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -94,23 +106,28 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn start(name: &str, predictor: Arc<dyn Predictor>, config: BatchConfig) -> Batcher {
-        let (tx, rx) = sync_channel::<Job>(config.queue_capacity.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        });
         let stats = Arc::new(BatchStats::default());
         let mut threads = vec![];
         for i in 0..config.threads.max(1) {
-            let rx = rx.clone();
+            let shared = shared.clone();
             let predictor = predictor.clone();
             let stats = stats.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("kiln-infer-{name}-{i}"))
-                .spawn(move || run(&rx, predictor.as_ref(), config, &stats))
+                .spawn(move || run(&shared, predictor.as_ref(), config, &stats))
                 .expect("the OS can start an inference thread");
             threads.push(handle);
         }
         Batcher {
-            tx: Mutex::new(Some(tx)),
-            capacity: config.queue_capacity,
+            shared,
+            capacity: config.queue_capacity.max(1),
             stats,
             threads: Mutex::new(threads),
         }
@@ -133,23 +150,24 @@ impl Batcher {
             reply,
         };
         {
-            let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(tx) = guard.as_ref() else {
+            let mut q = lock(&self.shared.queue);
+            if q.closed {
                 return Err(BatchError::Closed);
-            };
-            match tx.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => return Err(BatchError::Full(self.capacity)),
-                Err(TrySendError::Disconnected(_)) => return Err(BatchError::Closed),
             }
+            if q.jobs.len() >= self.capacity {
+                return Err(BatchError::Full(self.capacity));
+            }
+            q.jobs.push_back(job);
         }
+        self.shared.ready.notify_one();
         rx.await.map_err(|_| BatchError::Closed)?
     }
 
     /// Stops taking requests; queued ones are still answered. Waits for the threads.
     pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
         for t in threads {
             let _ = t.join();
         }
@@ -158,8 +176,13 @@ impl Batcher {
 
 impl Drop for Batcher {
     fn drop(&mut self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lock(&self.shared.queue).closed = true;
+        self.shared.ready.notify_all();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The input layout a job can be batched with: names, types and non-batch dimensions.
@@ -176,58 +199,61 @@ fn layout(inputs: &[Tensor]) -> Vec<(&str, std::mem::Discriminant<TensorData>, &
         .collect()
 }
 
-fn run(
-    rx: &Mutex<Receiver<Job>>,
-    predictor: &dyn Predictor,
-    config: BatchConfig,
-    stats: &BatchStats,
-) {
-    let mut carry: Option<Job> = None;
+/// Moves queued jobs that fit (same layout, within the row budget) into `batch`, in order;
+/// a job that does not fit stays at the head of the queue for the next batch.
+fn gather(q: &mut Queue, batch: &mut Vec<Job>, rows: &mut usize, max_rows: usize) {
+    while let Some(next) = q.jobs.front() {
+        if *rows + next.rows > max_rows || layout(&next.inputs) != layout(&batch[0].inputs) {
+            break;
+        }
+        let j = q.jobs.pop_front().expect("front exists");
+        *rows += j.rows;
+        batch.push(j);
+    }
+}
+
+fn run(shared: &Shared, predictor: &dyn Predictor, config: BatchConfig, stats: &BatchStats) {
     loop {
-        // The first job: one carried over (did not fit the last batch), else wait for one.
-        let first = match carry.take() {
-            Some(j) => j,
-            None => {
-                let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-                match guard.recv() {
-                    Ok(j) => j,
-                    Err(_) => return,
+        let batch = {
+            let mut q = lock(&shared.queue);
+            // Wait for a job; the lock is released while waiting.
+            let first = loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
                 }
-            }
-        };
-        let mut batch = vec![first];
-        let mut rows = batch[0].rows;
-        let hold_until = batch[0].enqueued + config.max_delay;
-        {
-            let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
-            while rows < config.max_batch_rows {
-                let next = match guard.try_recv() {
-                    Ok(j) => Some(j),
-                    Err(_) if config.max_delay.is_zero() => None,
-                    Err(_) => {
-                        let now = Instant::now();
-                        if now >= hold_until {
-                            None
-                        } else {
-                            match guard.recv_timeout(hold_until - now) {
-                                Ok(j) => Some(j),
-                                Err(RecvTimeoutError::Timeout) => None,
-                                Err(RecvTimeoutError::Disconnected) => None,
-                            }
-                        }
-                    }
-                };
-                let Some(j) = next else { break };
-                if rows + j.rows > config.max_batch_rows
-                    || layout(&j.inputs) != layout(&batch[0].inputs)
-                {
-                    carry = Some(j);
+                if q.closed {
+                    return;
+                }
+                q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            };
+            let hold_until = first.enqueued + config.max_delay;
+            let mut rows = first.rows;
+            let mut batch = vec![first];
+            gather(&mut q, &mut batch, &mut rows, config.max_batch_rows);
+            // With a queue delay, a partial batch waits (without the lock) for company.
+            while rows < config.max_batch_rows && !q.closed {
+                let now = Instant::now();
+                if now >= hold_until {
                     break;
                 }
-                rows += j.rows;
-                batch.push(j);
+                let (guard, _) = shared
+                    .ready
+                    .wait_timeout(q, hold_until - now)
+                    .unwrap_or_else(|p| p.into_inner());
+                q = guard;
+                let before = batch.len();
+                gather(&mut q, &mut batch, &mut rows, config.max_batch_rows);
+                if batch.len() == before && q.jobs.front().is_some() {
+                    // The head does not fit this batch: ship what we have.
+                    break;
+                }
             }
-        }
+            // Another thread may take what is left.
+            if !q.jobs.is_empty() {
+                shared.ready.notify_one();
+            }
+            batch
+        };
         execute(batch, predictor, stats);
     }
 }

@@ -103,6 +103,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
         .with_state(state)
@@ -140,23 +141,23 @@ async fn ready(State(s): State<Arc<ServeState>>) -> Response {
 }
 
 /// The model `m`, at version `v` when one is named.
-fn find(s: &ServeState, m: &str, v: Option<&str>) -> Result<Arc<ModelVersion>, Response> {
+fn find(s: &ServeState, m: &str, v: Option<&str>) -> Result<Arc<ModelVersion>, Box<Response>> {
     let Some(model) = s.get(m) else {
-        return Err(oip_error(
+        return Err(Box::new(oip_error(
             StatusCode::NOT_FOUND,
             format!("unknown model `{m}`; loaded: {}", s.names().join(", ")),
-        ));
+        )));
     };
     if let Some(v) = v
         && v != model.version
     {
-        return Err(oip_error(
+        return Err(Box::new(oip_error(
             StatusCode::NOT_FOUND,
             format!(
                 "model `{m}` has no loaded version `{v}` (loaded: {})",
                 model.version
             ),
-        ));
+        )));
     }
     Ok(model)
 }
@@ -179,19 +180,19 @@ fn metadata(m: &ModelVersion) -> Response {
 }
 
 async fn model_metadata(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
-    find(&s, &m, None).map_or_else(|e| e, |m| metadata(&m))
+    find(&s, &m, None).map_or_else(|e| *e, |m| metadata(&m))
 }
 
 async fn model_metadata_v(
     State(s): State<Arc<ServeState>>,
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
-    find(&s, &m, Some(&v)).map_or_else(|e| e, |m| metadata(&m))
+    find(&s, &m, Some(&v)).map_or_else(|e| *e, |m| metadata(&m))
 }
 
 async fn model_ready(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
     find(&s, &m, None).map_or_else(
-        |e| e,
+        |e| *e,
         |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
     )
 }
@@ -201,7 +202,7 @@ async fn model_ready_v(
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
     find(&s, &m, Some(&v)).map_or_else(
-        |e| e,
+        |e| *e,
         |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
     )
 }
@@ -245,8 +246,21 @@ async fn predict(
         .first()
         .and_then(|t| t.shape.first().copied())
         .unwrap_or(1);
-    let deadline = Instant::now() + s.request_timeout;
-    m.batcher.submit(inputs, rows, Some(deadline)).await
+    let started = Instant::now();
+    let deadline = started + s.request_timeout;
+    // The queue skips a request whose deadline passed; the timer answers one that is still
+    // waiting when it does.
+    match tokio::time::timeout(
+        s.request_timeout,
+        m.batcher.submit(inputs, rows, Some(deadline)),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(BatchError::Expired {
+            waited_ms: started.elapsed().as_millis() as u64,
+        }),
+    }
 }
 
 fn batch_status(e: &BatchError) -> StatusCode {
@@ -286,7 +300,7 @@ async fn infer_inner(
     let started = Instant::now();
     let model = match find(s, m, v) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let series = s.metrics.version(&model.name, &model.version);
     let Some(_slot) = Slot::take(s) else {
@@ -368,12 +382,62 @@ struct InvocationQuery {
     model: Option<String>,
 }
 
+/// MLflow's error code for a status.
+fn mlflow_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        404 => "RESOURCE_DOES_NOT_EXIST",
+        429 => "REQUEST_LIMIT_EXCEEDED",
+        503 => "TEMPORARILY_UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        500..=599 => "INTERNAL_ERROR",
+        _ => "BAD_REQUEST",
+    }
+}
+
 fn scoring_error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
-        axum::Json(json!({"error_code": "BAD_REQUEST", "message": message.into()})),
+        axum::Json(json!({"error_code": mlflow_code(status), "message": message.into()})),
     )
         .into_response()
+}
+
+/// Errors produced outside the handlers (a body that does not decompress, an unsupported
+/// `Content-Encoding`) in the route's own JSON error shape.
+async fn json_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let scoring = req.uri().path() == "/invocations";
+    let r = next.run(req).await;
+    let status = r.status();
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return r;
+    }
+    let retry = r.headers().get(header::RETRY_AFTER).cloned();
+    let bytes = axum::body::to_bytes(r.into_body(), 64 << 10)
+        .await
+        .unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&bytes).trim().to_string();
+    if text.is_empty() {
+        text = match status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "unsupported Content-Encoding; send identity or gzip".to_string()
+            }
+            s => s.canonical_reason().unwrap_or("error").to_string(),
+        };
+    }
+    let mut out = if scoring {
+        scoring_error(status, text)
+    } else {
+        oip_error(status, text)
+    };
+    if let Some(v) = retry {
+        out.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    out
 }
 
 /// MLflow's `/invocations`: the only loaded model, or the one named by `?model=` or the
@@ -391,8 +455,8 @@ async fn invocations(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let model = match named {
-        Some(n) => s.get(&n),
+    let model = match &named {
+        Some(n) => s.get(n),
         None => {
             let names = s.names();
             if names.len() == 1 {
@@ -413,7 +477,9 @@ async fn invocations(
         return (
             StatusCode::NOT_FOUND,
             axum::Json(json!({"error_code": "RESOURCE_DOES_NOT_EXIST",
-                              "message": format!("unknown model; loaded: {}", s.names().join(", "))})),
+                              "message": format!("unknown model `{}`; loaded: {}",
+                                                 named.as_deref().unwrap_or(""),
+                                                 s.names().join(", "))})),
         )
             .into_response();
     };
@@ -437,7 +503,12 @@ async fn invocations(
         Err(e) => {
             series.request(started.elapsed(), false);
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return (status, e.to_json()).into_response();
+            return (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                e.to_json(),
+            )
+                .into_response();
         }
     };
     let inputs = match batch {

@@ -81,7 +81,7 @@ impl fmt::Display for Leaf<'_> {
             Leaf::Bool(b) => write!(f, "{b}"),
             Leaf::I(v) => write!(f, "{v}"),
             Leaf::U(v) => write!(f, "{v}"),
-            Leaf::F(v) => write!(f, "{v}"),
+            Leaf::F(v) => write!(f, "{v:?}"),
             Leaf::S(s) => match s.char_indices().nth(40) {
                 Some((cut, _)) => write!(f, "{:?}…", &s[..cut]),
                 None => write!(f, "{s:?}"),

@@ -190,7 +190,10 @@ pub(crate) fn decode_binary(
         (_, ElemType::Int32) => {
             let mut out = Vec::with_capacity(count);
             for_each_int(bytes, wire, |i, v| match i32::try_from(v) {
-                Ok(v) => Ok(out.push(v)),
+                Ok(v) => {
+                    out.push(v);
+                    Ok(())
+                }
                 Err(_) => Err(range_err(i, &v)),
             })?;
             TensorData::Int32(out)
@@ -198,19 +201,28 @@ pub(crate) fn decode_binary(
         (_, ElemType::Int64) => {
             let mut out = Vec::with_capacity(count);
             for_each_int(bytes, wire, |i, v| match i64::try_from(v) {
-                Ok(v) => Ok(out.push(v)),
+                Ok(v) => {
+                    out.push(v);
+                    Ok(())
+                }
                 Err(_) => Err(range_err(i, &v)),
             })?;
             TensorData::Int64(out)
         }
         (_, ElemType::Fp32) if wire.int_range().is_some() => {
             let mut out = Vec::with_capacity(count);
-            for_each_int(bytes, wire, |_, v| Ok(out.push(v as f32)))?;
+            for_each_int(bytes, wire, |_, v| {
+                out.push(v as f32);
+                Ok(())
+            })?;
             TensorData::Fp32(out)
         }
         (_, ElemType::Fp64) if wire.int_range().is_some() => {
             let mut out = Vec::with_capacity(count);
-            for_each_int(bytes, wire, |_, v| Ok(out.push(v as f64)))?;
+            for_each_int(bytes, wire, |_, v| {
+                out.push(v as f64);
+                Ok(())
+            })?;
             TensorData::Fp64(out)
         }
         (_, ElemType::Fp32) => {
@@ -218,7 +230,7 @@ pub(crate) fn decode_binary(
             for_each_float(bytes, wire, |i, v| {
                 let f = v as f32;
                 if v.is_finite() && !f.is_finite() {
-                    return Err(range_err(i, &v));
+                    return Err(range_err(i, &format_args!("{v:?}")));
                 }
                 out.push(f);
                 Ok(())
@@ -227,7 +239,10 @@ pub(crate) fn decode_binary(
         }
         (_, ElemType::Fp64) => {
             let mut out = Vec::with_capacity(count);
-            for_each_float(bytes, wire, |_, v| Ok(out.push(v)))?;
+            for_each_float(bytes, wire, |_, v| {
+                out.push(v);
+                Ok(())
+            })?;
             TensorData::Fp64(out)
         }
         _ => {

@@ -540,6 +540,7 @@ fn any_content_type() -> impl Strategy<Value = Option<&'static str>> {
 fn decode_all(ct: Option<&str>, body: &[u8]) {
     let cols = columns();
     let specs = [spec("x", ElemType::Fp32, &[-1, 3])];
+    let free = [spec("x", ElemType::Fp64, &[-1, -1])];
     let several = [
         spec("a", ElemType::Int64, &[-1, 2]),
         spec("b", ElemType::Bool, &[-1]),
@@ -547,6 +548,7 @@ fn decode_all(ct: Option<&str>, body: &[u8]) {
     for inputs in [
         ModelInputs::Columns(&cols),
         ModelInputs::Tensors(&specs),
+        ModelInputs::Tensors(&free),
         ModelInputs::Tensors(&several),
     ] {
         if let Err(e) = decode(ct, body, inputs) {
@@ -609,6 +611,15 @@ proptest! {
         let body = format!("{{\"{key}\": {rest}");
         decode_all(JSON, body.as_bytes());
         decode_all(CSV, rest.as_bytes());
+    }
+
+    #[test]
+    fn ragged_dataframes_never_panic(
+        columns in prop::collection::vec(prop::sample::select(vec!["a", "b", "carrier", "x"]), 0..4),
+        data in prop::collection::vec(prop::collection::vec(arbitrary_json(), 0..4), 0..4),
+    ) {
+        let body = json!({"dataframe_split": {"columns": columns, "data": data}}).to_string();
+        decode_all(JSON, body.as_bytes());
     }
 
     #[test]

@@ -242,11 +242,11 @@ fn serves_oip_and_mlflow_scoring_with_the_fixtures_outputs() {
 
         // Concurrent single-row requests share predictor calls.
         let mut tasks = vec![];
-        for i in 0..32 {
+        for row in rows.iter().take(32) {
             let c = c.clone();
             let url = url.clone();
             let name = input_name.clone();
-            let row = rows[i].clone();
+            let row = row.clone();
             tasks.push(tokio::spawn(async move {
                 let body = json!({"inputs": [{"name": name, "datatype": "FP32", "shape": [1, 30], "data": row}]});
                 c.post(format!("{url}/v2/models/gb/infer"))
@@ -287,6 +287,102 @@ fn serves_oip_and_mlflow_scoring_with_the_fixtures_outputs() {
         let all = value("kiln_inference_batch_rows_count{model=\"gb\",version=\"1\"}");
         assert!(single < all, "no batching: {single} of {all} requests ran alone\n{m}");
         assert!(m.contains("kiln_inference_in_flight "), "{m}");
+    });
+    drop(server);
+}
+
+/// A registered Kiln package served by reference: raw rows (named columns, as the data
+/// arrives) are encoded by the package's feature transform, as in training.
+#[test]
+fn serves_a_registered_package_on_raw_rows() {
+    use crate::train::{kiln, ok_json, project};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let config = project(
+        dir.path(),
+        r#"
+[train.delay]
+features = "delay"
+algorithm = "gbdt"
+register = "delay"
+[train.delay.params]
+num_rounds = 10
+num_leaves = 7
+seed = 1
+"#,
+    );
+    let trained = ok_json(&kiln(&config, &data, &["train", "delay", "--json"]));
+    assert_eq!(trained["registered"][1], "1");
+    let (server, _) = serve(&[
+        "--model",
+        "delay=delay/1",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let url = server.url.clone();
+    let row = |carrier: &str, origin: &str, hour: u32| {
+        json!({
+            "carrier": carrier, "origin": origin, "dest": "ORD", "month": 1,
+            "sched_dep_time": hour * 100 + 15, "distance": 719,
+            "temp": 39.02, "dewp": 26.06, "humid": 59.37, "wind_speed": 10.36,
+            "wind_gust": null, "precip": 0.0, "pressure": 1012.0, "visib": 10.0,
+            "time_hour": format!("2013-01-01 {hour:02}:00:00"),
+        })
+    };
+    let rt = rt();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let body = json!({"dataframe_records": [row("UA", "EWR", 5), row("AA", "LGA", 18)]});
+        let r = c
+            .post(format!("{url}/invocations"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        let preds = v["predictions"].as_array().unwrap();
+        assert_eq!(preds.len(), 2, "{v}");
+        // The same rows one at a time give the same answers (batching changes nothing).
+        for (i, r) in [row("UA", "EWR", 5), row("AA", "LGA", 18)]
+            .into_iter()
+            .enumerate()
+        {
+            let one: Value = c
+                .post(format!("{url}/invocations"))
+                .json(&json!({"dataframe_records": [r]}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(one["predictions"][0], preds[i], "row {i}");
+        }
+        // A raw column missing from a row is named.
+        let mut bad = row("UA", "EWR", 5);
+        bad.as_object_mut().unwrap().remove("temp");
+        let r = c
+            .post(format!("{url}/invocations"))
+            .json(&json!({"dataframe_records": [row("UA", "EWR", 5), bad]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["message"].as_str().unwrap().contains("temp"), "{v}");
+        // Served version and platform are the registry's.
+        let meta: Value = c
+            .get(format!("{url}/v2/models/delay"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["versions"], json!(["1"]));
+        assert_eq!(meta["platform"], "kiln-native");
     });
     drop(server);
 }
