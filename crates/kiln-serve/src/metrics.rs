@@ -61,6 +61,15 @@ impl Histogram {
 pub struct VersionMetrics {
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// Nanosecond totals for Triton's statistics extension.
+    pub success_ns: AtomicU64,
+    pub failure_ns: AtomicU64,
+    pub queue_ns: AtomicU64,
+    pub compute_ns: AtomicU64,
+    /// Requests that reached the predictor.
+    pub inferences: AtomicU64,
+    /// Milliseconds since the epoch of the last successful request.
+    pub last_inference_ms: AtomicU64,
     request_seconds: Histogram,
     queue_seconds: Histogram,
     compute_seconds: Histogram,
@@ -72,6 +81,12 @@ impl VersionMetrics {
         VersionMetrics {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            success_ns: AtomicU64::new(0),
+            failure_ns: AtomicU64::new(0),
+            queue_ns: AtomicU64::new(0),
+            compute_ns: AtomicU64::new(0),
+            inferences: AtomicU64::new(0),
+            last_inference_ms: AtomicU64::new(0),
             request_seconds: Histogram::new(&TIME_BUCKETS),
             queue_seconds: Histogram::new(&TIME_BUCKETS),
             compute_seconds: Histogram::new(&TIME_BUCKETS),
@@ -82,8 +97,16 @@ impl VersionMetrics {
     /// One finished request (success or not) and how long it took end to end.
     pub fn request(&self, took: Duration, ok: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if !ok {
+        let ns = took.as_nanos() as u64;
+        if ok {
+            self.success_ns.fetch_add(ns, Ordering::Relaxed);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            self.last_inference_ms.store(now, Ordering::Relaxed);
+        } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
+            self.failure_ns.fetch_add(ns, Ordering::Relaxed);
         }
         self.request_seconds
             .observe(took.as_secs_f64(), took.as_micros() as u64);
@@ -91,6 +114,11 @@ impl VersionMetrics {
 
     /// The queue and compute time of a request that reached the predictor.
     pub fn inference(&self, queue: Duration, compute: Duration, batch_rows: usize) {
+        self.inferences.fetch_add(1, Ordering::Relaxed);
+        self.queue_ns
+            .fetch_add(queue.as_nanos() as u64, Ordering::Relaxed);
+        self.compute_ns
+            .fetch_add(compute.as_nanos() as u64, Ordering::Relaxed);
         self.queue_seconds
             .observe(queue.as_secs_f64(), queue.as_micros() as u64);
         self.compute_seconds

@@ -36,6 +36,8 @@ pub struct ModelVersion {
     pub transform: Option<CompiledSpec>,
     /// The package digest, when loaded from a package.
     pub digest: Option<String>,
+    /// How its queue batches (reported by Triton's `/config`).
+    pub batch: BatchConfig,
     pub batcher: Batcher,
 }
 
@@ -112,6 +114,7 @@ impl ModelVersion {
             outputs,
             transform,
             digest,
+            batch,
             batcher,
         })
     }

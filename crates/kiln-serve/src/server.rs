@@ -94,6 +94,9 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v2/models/{m}/versions/{v}", get(model_metadata_v))
         .route("/v2/models/{m}/ready", get(model_ready))
         .route("/v2/models/{m}/versions/{v}/ready", get(model_ready_v))
+        .route("/v2/models/{m}/config", get(model_config))
+        .route("/v2/models/{m}/stats", get(model_stats))
+        .route("/v2/models/{m}/versions/{v}/stats", get(model_stats_v))
         .route("/v2/models/{m}/infer", post(infer))
         .route("/v2/models/{m}/versions/{v}/infer", post(infer_v))
         .route("/invocations", post(invocations))
@@ -121,7 +124,7 @@ async fn server_metadata(State(s): State<Arc<ServeState>>) -> Response {
     axum::Json(json!({
         "name": "kiln",
         "version": s.kiln_version,
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["binary_tensor_data", "statistics", "model_configuration"],
     }))
     .into_response()
 }
@@ -205,6 +208,86 @@ async fn model_ready_v(
         |e| *e,
         |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
     )
+}
+
+/// Triton's type names (`TYPE_FP32` …).
+fn triton_type(t: kiln_ml::ElemType) -> &'static str {
+    match t {
+        kiln_ml::ElemType::Bool => "TYPE_BOOL",
+        kiln_ml::ElemType::Int32 => "TYPE_INT32",
+        kiln_ml::ElemType::Int64 => "TYPE_INT64",
+        kiln_ml::ElemType::Fp32 => "TYPE_FP32",
+        kiln_ml::ElemType::Fp64 => "TYPE_FP64",
+        kiln_ml::ElemType::Bytes => "TYPE_STRING",
+    }
+}
+
+/// Triton's model configuration (what perf_analyzer reads): with `max_batch_size` > 0 the
+/// dims leave out the batch dimension.
+async fn model_config(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+    let model = match find(&s, &m, None) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let tensors = |specs: &[kiln_ml::TensorSpec]| {
+        specs
+            .iter()
+            .map(|t| {
+                json!({"name": t.name, "data_type": triton_type(t.datatype),
+                       "dims": t.shape.get(1..).unwrap_or(&[])})
+            })
+            .collect::<Vec<_>>()
+    };
+    axum::Json(json!({
+        "name": model.name,
+        "platform": model.platform,
+        "backend": "kiln",
+        "max_batch_size": model.batch.max_batch_rows,
+        "input": tensors(&model.inputs),
+        "output": tensors(&model.outputs),
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": model.batch.max_delay.as_micros() as u64,
+        },
+        "instance_group": [{"count": model.batch.threads, "kind": "KIND_CPU"}],
+        "version_policy": {"specific": {"versions": [model.version]}},
+    }))
+    .into_response()
+}
+
+fn stats(s: &ServeState, model: &ModelVersion) -> Response {
+    let m = s.metrics.version(&model.name, &model.version);
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let b = &model.batcher.stats;
+    let inferences = get(&m.inferences);
+    let failures = get(&m.failures);
+    let successes = get(&m.requests).saturating_sub(failures);
+    axum::Json(json!({"model_stats": [{
+        "name": model.name,
+        "version": model.version,
+        "last_inference": get(&m.last_inference_ms),
+        "inference_count": get(&b.rows),
+        "execution_count": get(&b.executions),
+        "inference_stats": {
+            "success": {"count": successes, "ns": get(&m.success_ns)},
+            "fail": {"count": failures, "ns": get(&m.failure_ns)},
+            "queue": {"count": inferences, "ns": get(&m.queue_ns)},
+            "compute_input": {"count": inferences, "ns": 0},
+            "compute_infer": {"count": inferences, "ns": get(&m.compute_ns)},
+            "compute_output": {"count": inferences, "ns": 0},
+        },
+    }]}))
+    .into_response()
+}
+
+async fn model_stats(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+    find(&s, &m, None).map_or_else(|e| *e, |model| stats(&s, &model))
+}
+
+async fn model_stats_v(
+    State(s): State<Arc<ServeState>>,
+    Path((m, v)): Path<(String, String)>,
+) -> Response {
+    find(&s, &m, Some(&v)).map_or_else(|e| *e, |model| stats(&s, &model))
 }
 
 /// Holds one in-flight slot; `None` when the server is over its bound.

@@ -287,6 +287,34 @@ fn serves_oip_and_mlflow_scoring_with_the_fixtures_outputs() {
         let all = value("kiln_inference_batch_rows_count{model=\"gb\",version=\"1\"}");
         assert!(single < all, "no batching: {single} of {all} requests ran alone\n{m}");
         assert!(m.contains("kiln_inference_in_flight "), "{m}");
+
+        // Triton's configuration and statistics extensions (what perf_analyzer reads).
+        let cfg: Value = c
+            .get(format!("{url}/v2/models/gb/config"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(cfg["max_batch_size"], 256, "{cfg}");
+        assert_eq!(cfg["input"][0]["dims"], json!([30]), "{cfg}");
+        assert_eq!(cfg["input"][0]["data_type"], "TYPE_FP32", "{cfg}");
+        assert_eq!(cfg["dynamic_batching"]["max_queue_delay_microseconds"], 3000);
+        let st: Value = c
+            .get(format!("{url}/v2/models/gb/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ms = &st["model_stats"][0];
+        let executions = ms["execution_count"].as_u64().unwrap();
+        let inferred = ms["inference_stats"]["queue"]["count"].as_u64().unwrap();
+        assert!(executions > 0 && executions < inferred, "batched: {st}");
+        assert!(ms["inference_stats"]["compute_infer"]["ns"].as_u64().unwrap() > 0, "{st}");
+        assert!(ms["inference_count"].as_u64().unwrap() >= 37, "{st}");
     });
     drop(server);
 }
