@@ -89,6 +89,8 @@ pub struct LinkedVersion {
     pub aliases: Vec<String>,
     pub stage: String,
     pub created_at: i64,
+    /// `kiln serve` processes that served this version (newest first).
+    pub deployments: Vec<kiln_store::Deployment>,
 }
 
 /// The versions built from one dataset version.
@@ -304,8 +306,12 @@ pub async fn dataset_lineage(
             aliases: v.aliases,
             stage: v.current_stage,
             created_at: v.creation_timestamp,
+            deployments: vec![],
         })
         .collect();
+    for l in &mut linked {
+        l.deployments = store.version_deployments(&l.model, &l.version).await?;
+    }
     linked.sort_by(|a, b| {
         (a.model.as_str(), a.version.parse::<i64>().unwrap_or(0))
             .cmp(&(b.model.as_str(), b.version.parse::<i64>().unwrap_or(0)))

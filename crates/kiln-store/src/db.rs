@@ -71,6 +71,11 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
         "releases",
         include_str!("../migrations/0003_releases.sql"),
     ),
+    (
+        4,
+        "deployments",
+        include_str!("../migrations/0004_deployments.sql"),
+    ),
 ];
 
 impl Db {

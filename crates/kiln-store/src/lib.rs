@@ -7,6 +7,7 @@
 pub mod artifacts;
 mod datasets;
 pub mod db;
+mod deployments;
 pub mod error;
 mod experiments;
 mod history;
@@ -26,6 +27,7 @@ pub mod validation;
 pub use artifacts::{ArtifactStore, FileInfo};
 pub use datasets::{DatasetVersion, DatasetVersionInput};
 pub use db::{Backend, Db};
+pub use deployments::Deployment;
 pub use error::{Result, StoreError};
 pub use experiments::ViewType;
 pub use logged_models::{

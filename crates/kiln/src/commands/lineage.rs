@@ -199,6 +199,17 @@ fn dataset(ctx: &Ctx, reference: &str, as_json: bool) -> anyhow::Result<ExitCode
                 format!("; aliases: {}", v.aliases.join(", "))
             }
         );
+        for d in &v.deployments {
+            println!(
+                "    deployed as `{}` at {} on {} since {}{}",
+                d.name,
+                d.endpoint,
+                d.host,
+                time(d.started_at),
+                d.stopped_at
+                    .map_or(String::new(), |t| format!(", stopped {}", time(t)))
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -80,6 +80,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
     ));
     let mut registry: Option<(Store, ArtifactStore)> = None;
+    // (served name, model, version, reference) of registered versions, recorded as
+    // deployments once the address is known.
+    let mut served: Vec<(String, String, String, String)> = vec![];
     for spec in &args.models {
         let Some((name, target)) = spec.split_once('=') else {
             bail!("--model {spec:?}: expected NAME=PATH_OR_REF");
@@ -94,7 +97,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 registry = Some(open_registry(&args).await?);
             }
             let (store, artifacts) = registry.as_ref().expect("opened above");
-            load_ref(name, target, store, artifacts, batch).await?
+            let (model, registered) = load_ref(name, target, store, artifacts, batch).await?;
+            served.push((
+                name.to_string(),
+                registered,
+                model.version.clone(),
+                target.to_string(),
+            ));
+            model
         };
         tracing::info!(model = name, version = %model.version, platform = model.platform, "model loaded");
         state.insert(model);
@@ -107,7 +117,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "Listening on http://{addr}")?;
     out.flush()?;
     drop(out);
+    let mut deployments = vec![];
+    if let Some((store, _)) = &registry {
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        for (name, model, version, reference) in served {
+            let id = store
+                .record_deployment(
+                    name,
+                    model,
+                    &version,
+                    reference,
+                    format!("http://{addr}"),
+                    host.clone(),
+                )
+                .await
+                .context("cannot record the deployment in the store")?;
+            deployments.push(id);
+        }
+    }
     kiln_serve::serve(listener, state, super::server::shutdown_signal()).await?;
+    if let Some((store, _)) = &registry {
+        store
+            .stop_deployments(deployments)
+            .await
+            .context("cannot mark the deployments stopped")?;
+        store.close().await;
+    }
     tracing::info!("kiln serve stopped");
     Ok(())
 }
@@ -140,13 +178,14 @@ async fn open_registry(args: &ServeArgs) -> anyhow::Result<(Store, ArtifactStore
 }
 
 /// A registered version (`MODEL@ALIAS`, `MODEL/VERSION`, `models:/…`).
+/// Returns the loaded version and the registered model it came from.
 async fn load_ref(
     name: &str,
     reference: &str,
     store: &Store,
     artifacts: &ArtifactStore,
     batch: BatchConfig,
-) -> anyhow::Result<ModelVersion> {
+) -> anyhow::Result<(ModelVersion, String)> {
     let rest = reference.strip_prefix("models:/").unwrap_or(reference);
     let mv = if let Some((m, alias)) = rest.split_once('@') {
         store
@@ -172,5 +211,5 @@ async fn load_ref(
             .dir()
             .join(fetched.model_file().unwrap_or("model.onnx")),
     };
-    load_path(name, &mv.version, &path, batch)
+    Ok((load_path(name, &mv.version, &path, batch)?, mv.name.clone()))
 }

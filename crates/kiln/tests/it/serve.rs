@@ -412,5 +412,48 @@ seed = 1
         assert_eq!(meta["versions"], json!(["1"]));
         assert_eq!(meta["platform"], "kiln-native");
     });
-    drop(server);
+    // The serving process is a deployment of version 1, found from the data it was built
+    // from; a clean shutdown marks it stopped.
+    let lineage = |data_dir: &std::path::Path| {
+        let l = ok_json(&kiln(&config, data_dir, &["lineage", "delay/1", "--json"]));
+        let flights = l["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "flights")
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ok_json(&kiln(
+            &config,
+            data_dir,
+            &[
+                "lineage",
+                "--dataset",
+                &format!("flights@{}", &flights[..10]),
+                "--json",
+            ],
+        ))
+    };
+    let d = lineage(&data);
+    let dep = &d["versions"][0]["deployments"][0];
+    assert_eq!(dep["name"], "delay", "{d:#}");
+    assert_eq!(dep["endpoint"], url.as_str(), "{d:#}");
+    assert!(dep["stopped_at"].is_null(), "{d:#}");
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut server = server;
+    assert!(server.child.wait().unwrap().success());
+    let d = lineage(&data);
+    assert!(
+        d["versions"][0]["deployments"][0]["stopped_at"].is_i64(),
+        "{d:#}"
+    );
 }
