@@ -16,7 +16,7 @@ pub mod oip;
 pub mod scoring;
 pub mod server;
 
-pub use server::{ServeState, router};
+pub use server::{Loader, ServeState, router};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -23,9 +23,19 @@ use crate::{oip, scoring};
 /// The MLflow version whose scoring protocol `/invocations` speaks (reported by `/version`).
 pub const MLFLOW_VERSION: &str = "3.17.2";
 
+/// Loads (again) a model the server was started with, for Triton's repository `load`:
+/// returns the new version, or why it could not be loaded. Runs on a blocking thread.
+pub trait Loader: Send + Sync {
+    fn load(&self, name: &str) -> Result<ModelVersion, String>;
+    /// The names this loader knows (loaded or not).
+    fn names(&self) -> Vec<String>;
+}
+
 /// Shared state of the data plane.
 pub struct ServeState {
     models: RwLock<BTreeMap<String, Arc<ModelVersion>>>,
+    /// Reloads models for `/v2/repository/models/{m}/load`.
+    pub loader: Option<Arc<dyn Loader>>,
     pub metrics: Metrics,
     /// Requests handled at once before new ones get 429.
     pub max_in_flight: usize,
@@ -38,6 +48,7 @@ impl ServeState {
     pub fn new(max_in_flight: usize, request_timeout: Duration, kiln_version: &str) -> ServeState {
         ServeState {
             models: RwLock::new(BTreeMap::new()),
+            loader: None,
             metrics: Metrics::default(),
             max_in_flight,
             request_timeout,
@@ -51,6 +62,14 @@ impl ServeState {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(model.name.clone(), Arc::new(model))
+    }
+
+    /// Removes a model; requests already holding it finish on it.
+    pub fn remove(&self, name: &str) -> Option<Arc<ModelVersion>> {
+        self.models
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ModelVersion>> {
@@ -99,6 +118,9 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/v2/models/{m}/versions/{v}/stats", get(model_stats_v))
         .route("/v2/models/{m}/infer", post(infer))
         .route("/v2/models/{m}/versions/{v}/infer", post(infer_v))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{m}/load", post(repository_load))
+        .route("/v2/repository/models/{m}/unload", post(repository_unload))
         .route("/invocations", post(invocations))
         .route("/ping", get(ping))
         .route("/health", get(ping))
@@ -124,7 +146,7 @@ async fn server_metadata(State(s): State<Arc<ServeState>>) -> Response {
     axum::Json(json!({
         "name": "kiln",
         "version": s.kiln_version,
-        "extensions": ["binary_tensor_data", "statistics", "model_configuration"],
+        "extensions": ["binary_tensor_data", "statistics", "model_configuration", "model_repository"],
     }))
     .into_response()
 }
@@ -208,6 +230,69 @@ async fn model_ready_v(
         |e| *e,
         |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
     )
+}
+
+/// Triton's repository index: every model the server knows, loaded or not.
+async fn repository_index(State(s): State<Arc<ServeState>>) -> Response {
+    let mut names = s.names();
+    if let Some(l) = &s.loader {
+        names.extend(l.names());
+    }
+    names.sort();
+    names.dedup();
+    let rows: Vec<_> = names
+        .iter()
+        .map(|n| match s.get(n) {
+            Some(m) => json!({"name": n, "version": m.version, "state": "READY", "reason": ""}),
+            None => json!({"name": n, "state": "UNAVAILABLE", "reason": "unloaded"}),
+        })
+        .collect();
+    axum::Json(json!(rows)).into_response()
+}
+
+/// Loads a model again from where it came from and swaps it in: requests in flight finish
+/// on the old version, new ones go to the new. A failed load keeps the old version.
+async fn repository_load(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+    let Some(loader) = s.loader.clone() else {
+        return oip_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "this server has no model repository to load from",
+        );
+    };
+    if !loader.names().contains(&m) {
+        return oip_error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown model `{m}`; the repository has: {}",
+                loader.names().join(", ")
+            ),
+        );
+    }
+    let name = m.clone();
+    let loaded = tokio::task::spawn_blocking(move || loader.load(&name)).await;
+    match loaded {
+        Ok(Ok(model)) => {
+            let version = model.version.clone();
+            let old = s.insert(model);
+            tracing::info!(model = %m, %version, previous = ?old.as_ref().map(|o| o.version.clone()), "model loaded");
+            axum::Json(json!({})).into_response()
+        }
+        Ok(Err(e)) => oip_error(
+            StatusCode::BAD_REQUEST,
+            format!("failed to load `{m}`, the loaded version stays: {e}"),
+        ),
+        Err(e) => oip_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the load stopped: {e}"),
+        ),
+    }
+}
+
+async fn repository_unload(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+    match s.remove(&m) {
+        Some(_) => axum::Json(json!({})).into_response(),
+        None => oip_error(StatusCode::NOT_FOUND, format!("model `{m}` is not loaded")),
+    }
 }
 
 /// Triton's type names (`TYPE_FP32` …).

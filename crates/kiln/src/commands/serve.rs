@@ -1,6 +1,7 @@
 //! `kiln serve`: the data plane. Loads Kiln packages, ONNX files and registry references
 //! (`NAME@ALIAS`, `NAME/VERSION`) and serves them over OIP v2 and MLflow's scoring protocol.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -74,11 +75,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue_capacity: args.queue_capacity.max(1),
         threads: args.inference_threads.unwrap_or(cores).max(1),
     };
-    let state = Arc::new(ServeState::new(
+    let mut state = ServeState::new(
         args.max_in_flight.max(1),
         Duration::from_millis(args.timeout_ms.max(1)),
         env!("CARGO_PKG_VERSION"),
-    ));
+    );
     let mut registry: Option<(Store, ArtifactStore)> = None;
     // (served name, model, version, reference) of registered versions, recorded as
     // deployments once the address is known.
@@ -109,6 +110,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(model = name, version = %model.version, platform = model.platform, "model loaded");
         state.insert(model);
     }
+    let specs = args
+        .models
+        .iter()
+        .filter_map(|m| m.split_once('='))
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    state.loader = Some(Arc::new(Repo {
+        specs,
+        batch,
+        registry: registry.clone(),
+        rt: tokio::runtime::Handle::current(),
+        versions: std::sync::Mutex::new(BTreeMap::new()),
+    }));
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -148,6 +163,51 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("kiln serve stopped");
     Ok(())
+}
+
+/// Where each served model came from, to load it again (Triton's repository `load`): a
+/// file or folder is read again as the next version number; a registry reference is
+/// resolved again, so `MODEL@ALIAS` picks up the alias's current holder.
+struct Repo {
+    specs: BTreeMap<String, String>,
+    batch: BatchConfig,
+    registry: Option<(Store, ArtifactStore)>,
+    rt: tokio::runtime::Handle,
+    /// The last version number of each file-backed model.
+    versions: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl kiln_serve::Loader for Repo {
+    fn load(&self, name: &str) -> Result<ModelVersion, String> {
+        let target = self
+            .specs
+            .get(name)
+            .ok_or_else(|| format!("unknown model `{name}`"))?;
+        if Path::new(target).exists() {
+            let next = {
+                let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+                v.get(name).copied().unwrap_or(1) + 1
+            };
+            let model = ModelVersion::load(name, &next.to_string(), Path::new(target), self.batch)
+                .map_err(|e| e.to_string())?;
+            self.versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), next);
+            return Ok(model);
+        }
+        let Some((store, artifacts)) = &self.registry else {
+            return Err(format!("{target} does not exist"));
+        };
+        self.rt
+            .block_on(load_ref(name, target, store, artifacts, self.batch))
+            .map(|(m, _)| m)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.specs.keys().cloned().collect()
+    }
 }
 
 fn load_path(

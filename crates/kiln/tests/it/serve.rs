@@ -457,3 +457,104 @@ seed = 1
         "{d:#}"
     );
 }
+
+/// Triton's repository API: `load` swaps in a new version while requests keep coming, and
+/// none of them fails; a failed load keeps the serving version; `unload` removes the model.
+#[test]
+fn load_swaps_versions_under_load_with_no_failed_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gb.onnx");
+    std::fs::copy(fixtures().join("gb_classifier.onnx"), &file).unwrap();
+    let (server, _) = serve(&["--model", &format!("gb={}", file.display())]);
+    let url = server.url.clone();
+    let (rows, _) = fixture();
+    let rt = rt();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = vec![];
+        for row in rows.iter().take(4) {
+            let (c, url, stop) = (c.clone(), url.clone(), stop.clone());
+            let row = row.clone();
+            clients.push(tokio::spawn(async move {
+                let (mut ok, mut failed, mut versions) = (0, 0, std::collections::BTreeSet::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 30], "data": row}]});
+                    match c.post(format!("{url}/v2/models/gb/infer")).json(&body).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            let v: Value = r.json().await.unwrap();
+                            versions.insert(v["model_version"].as_str().unwrap().to_string());
+                            ok += 1;
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed, versions)
+            }));
+        }
+        // Three swaps while the clients run.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let r = c
+                .post(format!("{url}/v2/repository/models/gb/load"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (mut ok, mut failed) = (0, 0);
+        let mut seen = std::collections::BTreeSet::new();
+        for t in clients {
+            let (o, f, v) = t.await.unwrap();
+            ok += o;
+            failed += f;
+            seen.extend(v);
+        }
+        assert_eq!(failed, 0, "{ok} answered, {failed} failed");
+        assert!(ok > 20, "{ok}");
+        assert!(seen.contains("1") && seen.contains("4"), "versions served: {seen:?}");
+
+        // A load that fails keeps version 4.
+        std::fs::write(&file, b"not an onnx model").unwrap();
+        let r = c
+            .post(format!("{url}/v2/repository/models/gb/load"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("stays"), "{v}");
+        let meta: Value = c
+            .get(format!("{url}/v2/models/gb"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["versions"], json!(["4"]));
+
+        // Unload: gone from serving, still in the index.
+        let r = c
+            .post(format!("{url}/v2/repository/models/gb/unload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c.get(format!("{url}/v2/models/gb/ready")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let index: Value = c
+            .post(format!("{url}/v2/repository/index"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(index[0]["name"], "gb");
+        assert_eq!(index[0]["state"], "UNAVAILABLE", "{index}");
+    });
+    drop(server);
+}
