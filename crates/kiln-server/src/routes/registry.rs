@@ -52,7 +52,7 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 /// A version number sent as a string (the client's way) or as a JSON number.
-fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),

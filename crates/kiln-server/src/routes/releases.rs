@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Msg, required};
 use crate::release::{self, Actor, MoveRequest};
+use crate::routes::registry::de_version;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -40,19 +41,6 @@ fn de_present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>,
             )));
         }
     }))
-}
-
-fn de_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<Value>::deserialize(d)? {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(other) => {
-            return Err(serde::de::Error::custom(format!(
-                "expected a version number, got {other}"
-            )));
-        }
-    })
 }
 
 #[derive(Deserialize)]

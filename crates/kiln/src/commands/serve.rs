@@ -57,14 +57,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n.max(1));
-    }
-    rt.build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(args))
+    super::server::runtime(args.workers)?.block_on(serve(args))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

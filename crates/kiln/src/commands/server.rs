@@ -68,14 +68,17 @@ pub fn releases(
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    runtime(args.workers)?.block_on(serve(args))
+}
+
+/// The multi-threaded runtime of a server, with `workers` threads (default: one per core).
+pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if let Some(n) = args.workers {
+    if let Some(n) = workers {
         rt.worker_threads(n.max(1));
     }
-    rt.build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(args))
+    rt.build().context("cannot start the async runtime")
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
