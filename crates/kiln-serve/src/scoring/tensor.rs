@@ -8,42 +8,35 @@ use super::table::{Cell, Table, is_na, parse_bool, parse_float, parse_int, whole
 use super::{Result, ScoringError, several_inputs};
 
 /// Elements being gathered for one tensor.
-enum Elems {
-    Bool(Vec<bool>),
-    Int32(Vec<i32>),
-    Int64(Vec<i64>),
-    Fp32(Vec<f32>),
-    Fp64(Vec<f64>),
-    Bytes(Vec<Vec<u8>>),
-}
+struct Elems(TensorData);
 
 impl Elems {
     fn new(elem: ElemType) -> Elems {
-        match elem {
-            ElemType::Bool => Elems::Bool(Vec::new()),
-            ElemType::Int32 => Elems::Int32(Vec::new()),
-            ElemType::Int64 => Elems::Int64(Vec::new()),
-            ElemType::Fp32 => Elems::Fp32(Vec::new()),
-            ElemType::Fp64 => Elems::Fp64(Vec::new()),
-            ElemType::Bytes => Elems::Bytes(Vec::new()),
-        }
+        Elems(match elem {
+            ElemType::Bool => TensorData::Bool(Vec::new()),
+            ElemType::Int32 => TensorData::Int32(Vec::new()),
+            ElemType::Int64 => TensorData::Int64(Vec::new()),
+            ElemType::Fp32 => TensorData::Fp32(Vec::new()),
+            ElemType::Fp64 => TensorData::Fp64(Vec::new()),
+            ElemType::Bytes => TensorData::Bytes(Vec::new()),
+        })
     }
 
     fn push(&mut self, cell: Cell<'_>) -> Result<(), String> {
-        match self {
-            Elems::Fp32(v) => v.push(float(cell)? as f32),
-            Elems::Fp64(v) => v.push(float(cell)?),
-            Elems::Int64(v) => v.push(int(cell)?),
-            Elems::Int32(v) => {
+        match &mut self.0 {
+            TensorData::Fp32(v) => v.push(float(cell)? as f32),
+            TensorData::Fp64(v) => v.push(float(cell)?),
+            TensorData::Int64(v) => v.push(int(cell)?),
+            TensorData::Int32(v) => {
                 let i = int(cell)?;
                 v.push(i32::try_from(i).map_err(|_| format!("{i} is out of the INT32 range"))?);
             }
-            Elems::Bool(v) => v.push(match (cell, text(cell)) {
+            TensorData::Bool(v) => v.push(match (cell, text(cell)) {
                 (Cell::Json(J::Bool(b)), _) => *b,
                 (_, Some(s)) => parse_bool(s).ok_or_else(|| wrong("true or false", cell))?,
                 _ => return Err(wrong("true or false", cell)),
             }),
-            Elems::Bytes(v) => match text(cell) {
+            TensorData::Bytes(v) => match text(cell) {
                 Some(s) => v.push(s.as_bytes().to_vec()),
                 None => return Err(wrong("a string", cell)),
             },
@@ -52,14 +45,7 @@ impl Elems {
     }
 
     fn into_data(self) -> TensorData {
-        match self {
-            Elems::Bool(v) => TensorData::Bool(v),
-            Elems::Int32(v) => TensorData::Int32(v),
-            Elems::Int64(v) => TensorData::Int64(v),
-            Elems::Fp32(v) => TensorData::Fp32(v),
-            Elems::Fp64(v) => TensorData::Fp64(v),
-            Elems::Bytes(v) => TensorData::Bytes(v),
-        }
+        self.0
     }
 }
 
