@@ -281,12 +281,8 @@ async fn writer_loop(
                 Err(_) => break,
             }
         }
-        let n = jobs.len() as u64;
-        match run_group(&mut conn, backend, jobs).await {
-            Ok(()) => {
-                stats.commits.fetch_add(1, Ordering::Relaxed);
-                stats.writes.fetch_add(n, Ordering::Relaxed);
-            }
+        match run_group(&mut conn, backend, jobs, &stats).await {
+            Ok(()) => {}
             Err(e) => {
                 // The connection may be broken; get a fresh one before the next group.
                 tracing::error!(error = %e, "group commit failed");
@@ -308,7 +304,13 @@ async fn writer_loop(
 }
 
 /// Applies one group of writes in one transaction and answers every caller after commit.
-async fn run_group(conn: &mut AnyConnection, backend: Backend, jobs: Vec<Job>) -> Result<()> {
+async fn run_group(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    jobs: Vec<Job>,
+    stats: &WriterStats,
+) -> Result<()> {
+    let n = jobs.len() as u64;
     let mut results: Vec<(oneshot::Sender<Result<Erased>>, Result<Erased>)> =
         Vec::with_capacity(jobs.len());
     let outcome: Result<()> = async {
@@ -356,6 +358,10 @@ async fn run_group(conn: &mut AnyConnection, backend: Backend, jobs: Vec<Job>) -
     .await;
     match outcome {
         Ok(()) => {
+            // Counted before anyone is answered, so a caller that reads the counters after
+            // its write returned sees that write counted.
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(n, Ordering::Relaxed);
             for (reply, r) in results {
                 let _ = reply.send(r);
             }
