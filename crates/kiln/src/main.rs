@@ -47,6 +47,9 @@ enum Command {
     Lineage(commands::lineage::LineageArgs),
     /// Write a version's model card (Markdown).
     Card(commands::card::CardArgs),
+    /// Load a model server at a constant rate or through a concurrency sweep; print
+    /// throughput and latency percentiles, and an SLO verdict (exit 1 when it fails).
+    Loadtest(commands::loadtest::LoadtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Rollback(args) => commands::release::rollback(args),
         Command::Lineage(args) => commands::lineage::run(args),
         Command::Card(args) => commands::card::run(args),
+        Command::Loadtest(args) => commands::loadtest::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@ pub mod data;
 pub mod features;
 pub mod keys;
 pub mod lineage;
+pub mod loadtest;
 pub mod package;
 pub mod release;
 pub mod serve;

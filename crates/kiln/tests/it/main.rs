@@ -3,6 +3,7 @@
 mod crash;
 mod data;
 mod lifecycle;
+mod loadtest;
 mod release;
 mod serve;
 mod train;
