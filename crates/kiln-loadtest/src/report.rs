@@ -186,6 +186,7 @@ impl Report {
         }
         if let Some(slo) = &self.slo {
             let _ = writeln!(out, "\nSLO {}", if slo.pass { "PASS" } else { "FAIL" });
+            let run_width = slo.checks.iter().map(|c| c.run.len()).max().unwrap_or(0);
             for c in &slo.checks {
                 let measured = match c.unit {
                     "fraction" => format!("{}%", num(c.measured * 100.0)),
@@ -193,7 +194,7 @@ impl Report {
                 };
                 let _ = writeln!(
                     out,
-                    "  {}  {:<12} {:<22} measured {measured}",
+                    "  {}  {:<run_width$}  {:<22} measured {measured}",
                     if c.pass { "PASS" } else { "FAIL" },
                     c.run,
                     c.objective,
@@ -265,8 +266,8 @@ mod tests {
         assert_eq!(cells[7], "90.0", "{t}");
         assert!(t.contains("open loop: 429×1 dropped×1"), "{t}");
         assert!(t.contains("SLO FAIL"), "{t}");
-        assert!(t.contains("FAIL  open loop    p99<=5ms"), "{t}");
-        assert!(t.contains("PASS  open loop    error_rate<=5%"), "{t}");
+        assert!(t.contains("FAIL  open loop  p99<=5ms "), "{t}");
+        assert!(t.contains("PASS  open loop  error_rate<=5% "), "{t}");
         assert!(t.contains("measured 1.961%"), "{t}");
     }
 
