@@ -2,20 +2,19 @@
 //! Triton REST, JSON and binary tensors) and MLflow's scoring protocol, with dynamic
 //! batching, admission control and Prometheus metrics.
 //!
-//! - [`oip`]: decoding and encoding OIP v2 infer requests and responses (JSON and the
-//!   binary tensor extension), checked against a model's inputs.
+//! - [`oip`] and [`scoring`] (from `kiln-protocol`): the wire formats, OIP v2 JSON and
+//!   binary tensors, and MLflow `/invocations` bodies.
 //! - [`model`]: a loaded version (package or ONNX file) with its transform and queue;
 //!   [`batch`]: the dynamic batcher; [`metrics`]: Prometheus series; [`server`]: the routes.
-//! - [`scoring`]: decoding MLflow `/invocations` bodies (`dataframe_split`,
-//!   `dataframe_records`, `instances`, `inputs`, CSV) into named columns or tensors.
+//! - [`traffic`]: several versions per name, the weighted split, shadows and pinning.
 
 pub mod batch;
 pub mod metrics;
 pub mod model;
-pub mod oip;
-pub mod scoring;
 pub mod server;
+pub mod traffic;
 
+pub use kiln_protocol::{oip, scoring};
 pub use server::{Loader, ServeState, router};
 
 use std::future::Future;

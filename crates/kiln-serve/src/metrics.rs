@@ -13,6 +13,8 @@ use std::time::Duration;
 const TIME_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
+/// Largest absolute difference between a shadow's float outputs and the live ones.
+const DIFF_BUCKETS: [f64; 8] = [1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.05, 0.1, 0.5];
 const BATCH_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
@@ -128,10 +130,72 @@ impl VersionMetrics {
     }
 }
 
+/// What the shadow traffic of one version showed: its answers against the live ones.
+pub struct ShadowMetrics {
+    /// Requests mirrored to the shadow (including those it failed).
+    pub requests: AtomicU64,
+    /// Mirrored requests the shadow could not answer (a full queue, a decode or predict
+    /// error); they never affect the live answer.
+    pub errors: AtomicU64,
+    pub rows: AtomicU64,
+    /// Rows where some output differs from the live version's.
+    pub diverged_rows: AtomicU64,
+    /// The largest absolute float difference seen.
+    max_abs_diff_bits: AtomicU64,
+    abs_diff: Histogram,
+}
+
+impl ShadowMetrics {
+    fn new() -> ShadowMetrics {
+        ShadowMetrics {
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            diverged_rows: AtomicU64::new(0),
+            max_abs_diff_bits: AtomicU64::new(0f64.to_bits()),
+            abs_diff: Histogram::new(&DIFF_BUCKETS),
+        }
+    }
+
+    pub fn compared(&self, d: &crate::traffic::Divergence) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(d.rows as u64, Ordering::Relaxed);
+        self.diverged_rows
+            .fetch_add(d.diverged_rows as u64, Ordering::Relaxed);
+        // Non-negative floats order like their bit patterns.
+        self.max_abs_diff_bits
+            .fetch_max(d.max_abs_diff.to_bits(), Ordering::Relaxed);
+        self.abs_diff
+            .observe(d.max_abs_diff, (d.max_abs_diff * 1e6).min(1e12) as u64);
+    }
+
+    pub fn failed(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn max_abs_diff(&self) -> f64 {
+        f64::from_bits(self.max_abs_diff_bits.load(Ordering::Relaxed))
+    }
+
+    /// The figures as JSON (for the traffic API).
+    pub fn to_json(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "requests": get(&self.requests),
+            "errors": get(&self.errors),
+            "rows": get(&self.rows),
+            "diverged_rows": get(&self.diverged_rows),
+            "max_abs_diff": self.max_abs_diff(),
+        })
+    }
+}
+
 /// All series of a server.
 #[derive(Default)]
 pub struct Metrics {
     versions: RwLock<BTreeMap<(String, String), Arc<VersionMetrics>>>,
+    shadows: RwLock<BTreeMap<(String, String), Arc<ShadowMetrics>>>,
     pub in_flight: AtomicI64,
     /// Requests refused by admission control (429).
     pub rejected: AtomicU64,
@@ -155,6 +219,34 @@ impl Metrics {
             .entry(key)
             .or_insert_with(|| Arc::new(VersionMetrics::new()))
             .clone()
+    }
+
+    /// The shadow series of a version, created on first use.
+    pub fn shadow(&self, model: &str, version: &str) -> Arc<ShadowMetrics> {
+        let key = (model.to_string(), version.to_string());
+        if let Some(m) = self
+            .shadows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return m.clone();
+        }
+        self.shadows
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_insert_with(|| Arc::new(ShadowMetrics::new()))
+            .clone()
+    }
+
+    /// The shadow series of a version, if it ever shadowed.
+    pub fn shadow_if_any(&self, model: &str, version: &str) -> Option<Arc<ShadowMetrics>> {
+        self.shadows
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(model.to_string(), version.to_string()))
+            .cloned()
     }
 
     /// The Prometheus text exposition.
@@ -231,6 +323,52 @@ impl Metrics {
                 h.render(&mut out, name, &labels(m, v), scale);
             }
         }
+        let shadows = self.shadows.read().unwrap_or_else(|p| p.into_inner());
+        for (name, help, pick) in [
+            (
+                "kiln_shadow_requests_total",
+                "Requests mirrored to a shadow version.",
+                0,
+            ),
+            (
+                "kiln_shadow_errors_total",
+                "Mirrored requests the shadow version failed.",
+                1,
+            ),
+            ("kiln_shadow_rows_total", "Rows compared.", 2),
+            (
+                "kiln_shadow_diverged_rows_total",
+                "Rows whose shadow output differs from the live one.",
+                3,
+            ),
+        ] {
+            series(&mut out, name, "counter", help);
+            for ((m, v), s) in shadows.iter() {
+                let a = match pick {
+                    0 => &s.requests,
+                    1 => &s.errors,
+                    2 => &s.rows,
+                    _ => &s.diverged_rows,
+                };
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {}",
+                    labels(m, v),
+                    a.load(Ordering::Relaxed)
+                );
+            }
+        }
+        series(
+            &mut out,
+            "kiln_shadow_max_abs_diff",
+            "histogram",
+            "Largest absolute difference of a shadow's float outputs from the live ones, per request.",
+        );
+        for ((m, v), s) in shadows.iter() {
+            s.abs_diff
+                .render(&mut out, "kiln_shadow_max_abs_diff", &labels(m, v), 1e-6);
+        }
+        drop(shadows);
         series(
             &mut out,
             "kiln_inference_in_flight",

@@ -18,22 +18,24 @@ use serde_json::json;
 use crate::batch::{BatchError, Timing};
 use crate::metrics::Metrics;
 use crate::model::ModelVersion;
+use crate::traffic::{Endpoint, RouteError, TrafficSpec};
 use crate::{oip, scoring};
 
 /// The MLflow version whose scoring protocol `/invocations` speaks (reported by `/version`).
 pub const MLFLOW_VERSION: &str = "3.17.2";
 
 /// Loads (again) a model the server was started with, for Triton's repository `load`:
-/// returns the new version, or why it could not be loaded. Runs on a blocking thread.
+/// returns the next version of each of the name's slots, in slot order (see
+/// [`Endpoint`]), or why they could not be loaded. Runs on a blocking thread.
 pub trait Loader: Send + Sync {
-    fn load(&self, name: &str) -> Result<ModelVersion, String>;
+    fn load(&self, name: &str) -> Result<Vec<ModelVersion>, String>;
     /// The names this loader knows (loaded or not).
     fn names(&self) -> Vec<String>;
 }
 
 /// Shared state of the data plane.
 pub struct ServeState {
-    models: RwLock<BTreeMap<String, Arc<ModelVersion>>>,
+    models: RwLock<BTreeMap<String, Arc<Endpoint>>>,
     /// Reloads models for `/v2/repository/models/{m}/load`.
     pub loader: Option<Arc<dyn Loader>>,
     pub metrics: Metrics,
@@ -42,6 +44,14 @@ pub struct ServeState {
     /// How long a request may wait for its batch before it is answered with a timeout.
     pub request_timeout: Duration,
     pub kiln_version: String,
+    /// When set, changing the model set or the traffic (repository load/unload, the traffic
+    /// API) needs `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Models that refuse NaN and infinite inputs (a 400 naming the element) instead of
+    /// passing them to the predictor as missing values.
+    pub refuse_nan: std::collections::BTreeSet<String>,
+    /// Largest request body accepted (after decompression); larger ones get 413.
+    pub max_body_bytes: usize,
 }
 
 impl ServeState {
@@ -53,26 +63,76 @@ impl ServeState {
             max_in_flight,
             request_timeout,
             kiln_version: kiln_version.to_string(),
+            admin_token: None,
+            refuse_nan: Default::default(),
+            max_body_bytes: 64 << 20,
         }
     }
 
-    /// Adds or replaces a model (the previous version finishes its queued requests).
-    pub fn insert(&self, model: ModelVersion) -> Option<Arc<ModelVersion>> {
-        self.models
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(model.name.clone(), Arc::new(model))
+    /// Adds a version under its name: the first version of a name takes all traffic, later
+    /// ones none until [`set_traffic`](Self::set_traffic) gives them a share.
+    pub fn add(&self, model: ModelVersion) -> Result<(), String> {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let next = match models.get(&model.name) {
+            Some(e) => {
+                if e.version(&model.version).is_some() {
+                    return Err(format!(
+                        "model `{}` already has a version `{}`",
+                        model.name, model.version
+                    ));
+                }
+                e.with_version(model)
+            }
+            None => Endpoint::single(model),
+        };
+        models.insert(next.name.clone(), Arc::new(next));
+        Ok(())
+    }
+
+    /// Replaces a name's versions with their next ones (one per slot) keeping the split, or
+    /// serves them afresh (the first taking all traffic) when the name was not loaded.
+    /// Requests in flight finish on the versions they hold.
+    pub fn reload(&self, name: &str, versions: Vec<ModelVersion>) -> Result<(), String> {
+        if versions.is_empty() {
+            return Err(format!("no version of `{name}` to serve"));
+        }
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let next = match models.get(name) {
+            Some(e) => e.reloaded(versions)?,
+            None => {
+                let mut it = versions.into_iter();
+                let mut e = Endpoint::single(it.next().expect("not empty"));
+                for v in it {
+                    e = e.with_version(v);
+                }
+                e
+            }
+        };
+        models.insert(name.to_string(), Arc::new(next));
+        Ok(())
+    }
+
+    /// Sets a name's split and shadows.
+    pub fn set_traffic(&self, name: &str, spec: &TrafficSpec) -> Result<TrafficSpec, String> {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = models.get(name) else {
+            return Err(format!("model `{name}` is not loaded"));
+        };
+        let next = e.with_traffic(spec)?;
+        let out = next.traffic();
+        models.insert(name.to_string(), Arc::new(next));
+        Ok(out)
     }
 
     /// Removes a model; requests already holding it finish on it.
-    pub fn remove(&self, name: &str) -> Option<Arc<ModelVersion>> {
+    pub fn remove(&self, name: &str) -> Option<Arc<Endpoint>> {
         self.models
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name)
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<ModelVersion>> {
+    pub fn endpoint(&self, name: &str) -> Option<Arc<Endpoint>> {
         self.models
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -89,7 +149,7 @@ impl ServeState {
             .collect()
     }
 
-    /// Stops every model's queue after the queued requests are answered.
+    /// Stops every version's queue after the queued requests are answered.
     pub fn drain(&self) {
         let models: Vec<_> = self
             .models
@@ -98,13 +158,16 @@ impl ServeState {
             .values()
             .cloned()
             .collect();
-        for m in models {
-            m.batcher.close();
+        for e in models {
+            for slot in &e.slots {
+                slot.model.batcher.close();
+            }
         }
     }
 }
 
 pub fn router(state: Arc<ServeState>) -> Router {
+    let max_body = state.max_body_bytes;
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -126,11 +189,15 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/health", get(ping))
         .route("/version", get(mlflow_version))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/kiln/serve/models/{m}/traffic",
+            get(get_traffic).put(put_traffic),
+        )
         .fallback(not_found)
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
 
@@ -165,29 +232,41 @@ async fn ready(State(s): State<Arc<ServeState>>) -> Response {
     (status, axum::Json(json!({ "ready": ready }))).into_response()
 }
 
-/// The model `m`, at version `v` when one is named.
-fn find(s: &ServeState, m: &str, v: Option<&str>) -> Result<Arc<ModelVersion>, Box<Response>> {
-    let Some(model) = s.get(m) else {
-        return Err(Box::new(oip_error(
-            StatusCode::NOT_FOUND,
-            format!("unknown model `{m}`; loaded: {}", s.names().join(", ")),
-        )));
-    };
-    if let Some(v) = v
-        && v != model.version
-    {
-        return Err(Box::new(oip_error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "model `{m}` has no loaded version `{v}` (loaded: {})",
-                model.version
-            ),
-        )));
-    }
-    Ok(model)
+fn unknown_model(s: &ServeState, m: &str) -> Box<Response> {
+    Box::new(oip_error(
+        StatusCode::NOT_FOUND,
+        format!("unknown model `{m}`; loaded: {}", s.names().join(", ")),
+    ))
 }
 
-fn metadata(m: &ModelVersion) -> Response {
+/// The model `m`: its version `v` when one is named, else the one with the largest share.
+fn find(
+    s: &ServeState,
+    m: &str,
+    v: Option<&str>,
+) -> Result<(Arc<Endpoint>, Arc<ModelVersion>), Box<Response>> {
+    let Some(e) = s.endpoint(m) else {
+        return Err(unknown_model(s, m));
+    };
+    let model = match v {
+        Some(v) => match e.version(v) {
+            Some(model) => model.clone(),
+            None => {
+                return Err(Box::new(oip_error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "model `{m}` has no loaded version `{v}` (loaded: {})",
+                        e.versions().join(", ")
+                    ),
+                )));
+            }
+        },
+        None => e.primary().clone(),
+    };
+    Ok((e, model))
+}
+
+fn metadata(m: &ModelVersion, versions: Vec<String>) -> Response {
     let tensors = |specs: &[kiln_ml::TensorSpec]| {
         specs
             .iter()
@@ -196,7 +275,7 @@ fn metadata(m: &ModelVersion) -> Response {
     };
     axum::Json(json!({
         "name": m.name,
-        "versions": [m.version],
+        "versions": versions,
         "platform": m.platform,
         "inputs": tensors(&m.inputs),
         "outputs": tensors(&m.outputs),
@@ -205,20 +284,20 @@ fn metadata(m: &ModelVersion) -> Response {
 }
 
 async fn model_metadata(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
-    find(&s, &m, None).map_or_else(|e| *e, |m| metadata(&m))
+    find(&s, &m, None).map_or_else(|e| *e, |(e, m)| metadata(&m, e.versions()))
 }
 
 async fn model_metadata_v(
     State(s): State<Arc<ServeState>>,
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
-    find(&s, &m, Some(&v)).map_or_else(|e| *e, |m| metadata(&m))
+    find(&s, &m, Some(&v)).map_or_else(|e| *e, |(_, m)| metadata(&m, vec![m.version.clone()]))
 }
 
 async fn model_ready(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
     find(&s, &m, None).map_or_else(
         |e| *e,
-        |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
+        |(_, m)| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
     )
 }
 
@@ -228,11 +307,100 @@ async fn model_ready_v(
 ) -> Response {
     find(&s, &m, Some(&v)).map_or_else(
         |e| *e,
-        |m| axum::Json(json!({"name": m.name, "ready": true})).into_response(),
+        |(_, m)| {
+            axum::Json(json!({"name": m.name, "version": m.version, "ready": true})).into_response()
+        },
     )
 }
 
-/// Triton's repository index: every model the server knows, loaded or not.
+/// Whether a request may change the model set or the traffic.
+fn admin_denied(s: &ServeState, headers: &HeaderMap) -> Option<Response> {
+    let token = s.admin_token.as_deref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token) {
+        return None;
+    }
+    let mut r = oip_error(
+        StatusCode::UNAUTHORIZED,
+        "changing models or traffic needs the admin token (Authorization: Bearer …)",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"kiln\""),
+    );
+    Some(r)
+}
+
+fn traffic_json(s: &ServeState, e: &Endpoint) -> Response {
+    let spec = e.traffic();
+    let shadows: serde_json::Map<String, serde_json::Value> = spec
+        .shadow
+        .iter()
+        .filter_map(|v| {
+            s.metrics
+                .shadow_if_any(&e.name, v)
+                .map(|m| (v.clone(), m.to_json()))
+        })
+        .collect();
+    axum::Json(json!({
+        "model": e.name,
+        "versions": e.versions(),
+        "weights": spec.weights,
+        "shadow": spec.shadow,
+        "shadow_stats": shadows,
+    }))
+    .into_response()
+}
+
+/// The split, shadows and shadow divergence of a model.
+async fn get_traffic(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+    match s.endpoint(&m) {
+        Some(e) => traffic_json(&s, &e),
+        None => *unknown_model(&s, &m),
+    }
+}
+
+/// Sets the split and shadows of a model: `{"weights": {"3": 90, "4": 10}, "shadow": ["5"]}`.
+async fn put_traffic(
+    State(s): State<Arc<ServeState>>,
+    Path(m): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = admin_denied(&s, &headers) {
+        return r;
+    }
+    let spec: TrafficSpec = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => {
+            return oip_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "traffic: {e}; expected {{\"weights\": {{\"VERSION\": WEIGHT, …}}, \"shadow\": [\"VERSION\", …]}}"
+                ),
+            );
+        }
+    };
+    if s.endpoint(&m).is_none() {
+        return *unknown_model(&s, &m);
+    }
+    match s.set_traffic(&m, &spec) {
+        Ok(t) => {
+            tracing::info!(model = %m, weights = ?t.weights, shadow = ?t.shadow, "traffic changed");
+            match s.endpoint(&m) {
+                Some(e) => traffic_json(&s, &e),
+                None => *unknown_model(&s, &m),
+            }
+        }
+        Err(e) => oip_error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+/// Triton's repository index: every version the server has loaded, and the names it could
+/// load.
 async fn repository_index(State(s): State<Arc<ServeState>>) -> Response {
     let mut names = s.names();
     if let Some(l) = &s.loader {
@@ -240,19 +408,30 @@ async fn repository_index(State(s): State<Arc<ServeState>>) -> Response {
     }
     names.sort();
     names.dedup();
-    let rows: Vec<_> = names
-        .iter()
-        .map(|n| match s.get(n) {
-            Some(m) => json!({"name": n, "version": m.version, "state": "READY", "reason": ""}),
-            None => json!({"name": n, "state": "UNAVAILABLE", "reason": "unloaded"}),
-        })
-        .collect();
+    let mut rows = vec![];
+    for n in &names {
+        match s.endpoint(n) {
+            Some(e) => rows.extend(
+                e.versions()
+                    .into_iter()
+                    .map(|v| json!({"name": n, "version": v, "state": "READY", "reason": ""})),
+            ),
+            None => rows.push(json!({"name": n, "state": "UNAVAILABLE", "reason": "unloaded"})),
+        }
+    }
     axum::Json(json!(rows)).into_response()
 }
 
 /// Loads a model again from where it came from and swaps it in: requests in flight finish
-/// on the old version, new ones go to the new. A failed load keeps the old version.
-async fn repository_load(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+/// on the old versions, new ones go to the new. A failed load keeps the old versions.
+async fn repository_load(
+    State(s): State<Arc<ServeState>>,
+    Path(m): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = admin_denied(&s, &headers) {
+        return r;
+    }
     let Some(loader) = s.loader.clone() else {
         return oip_error(
             StatusCode::NOT_IMPLEMENTED,
@@ -270,17 +449,25 @@ async fn repository_load(State(s): State<Arc<ServeState>>, Path(m): Path<String>
     }
     let name = m.clone();
     let loaded = tokio::task::spawn_blocking(move || loader.load(&name)).await;
-    match loaded {
-        Ok(Ok(model)) => {
-            let version = model.version.clone();
-            let old = s.insert(model);
-            tracing::info!(model = %m, %version, previous = ?old.as_ref().map(|o| o.version.clone()), "model loaded");
-            axum::Json(json!({})).into_response()
-        }
-        Ok(Err(e)) => oip_error(
+    let failed = |e: String| {
+        oip_error(
             StatusCode::BAD_REQUEST,
-            format!("failed to load `{m}`, the loaded version stays: {e}"),
-        ),
+            format!("failed to load `{m}`, the loaded versions stay: {e}"),
+        )
+    };
+    match loaded {
+        Ok(Ok(versions)) => {
+            let labels: Vec<String> = versions.iter().map(|v| v.version.clone()).collect();
+            let old = s.endpoint(&m).map(|e| e.versions());
+            match s.reload(&m, versions) {
+                Ok(()) => {
+                    tracing::info!(model = %m, versions = ?labels, previous = ?old, "model loaded");
+                    axum::Json(json!({})).into_response()
+                }
+                Err(e) => failed(e),
+            }
+        }
+        Ok(Err(e)) => failed(e),
         Err(e) => oip_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the load stopped: {e}"),
@@ -288,7 +475,14 @@ async fn repository_load(State(s): State<Arc<ServeState>>, Path(m): Path<String>
     }
 }
 
-async fn repository_unload(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
+async fn repository_unload(
+    State(s): State<Arc<ServeState>>,
+    Path(m): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = admin_denied(&s, &headers) {
+        return r;
+    }
     match s.remove(&m) {
         Some(_) => axum::Json(json!({})).into_response(),
         None => oip_error(StatusCode::NOT_FOUND, format!("model `{m}` is not loaded")),
@@ -310,8 +504,8 @@ fn triton_type(t: kiln_ml::ElemType) -> &'static str {
 /// Triton's model configuration (what perf_analyzer reads): with `max_batch_size` > 0 the
 /// dims leave out the batch dimension.
 async fn model_config(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
-    let model = match find(&s, &m, None) {
-        Ok(m) => m,
+    let (endpoint, model) = match find(&s, &m, None) {
+        Ok(x) => x,
         Err(r) => return *r,
     };
     let tensors = |specs: &[kiln_ml::TensorSpec]| {
@@ -334,19 +528,24 @@ async fn model_config(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -
             "max_queue_delay_microseconds": model.batch.max_delay.as_micros() as u64,
         },
         "instance_group": [{"count": model.batch.threads, "kind": "KIND_CPU"}],
-        "version_policy": {"specific": {"versions": [model.version]}},
+        "version_policy": {"specific": {"versions": endpoint.versions()}},
     }))
     .into_response()
 }
 
-fn stats(s: &ServeState, model: &ModelVersion) -> Response {
+fn stats(s: &ServeState, models: &[&ModelVersion]) -> Response {
+    let rows: Vec<_> = models.iter().map(|model| version_stats(s, model)).collect();
+    axum::Json(json!({ "model_stats": rows })).into_response()
+}
+
+fn version_stats(s: &ServeState, model: &ModelVersion) -> serde_json::Value {
     let m = s.metrics.version(&model.name, &model.version);
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let b = &model.batcher.stats;
     let inferences = get(&m.inferences);
     let failures = get(&m.failures);
     let successes = get(&m.requests).saturating_sub(failures);
-    axum::Json(json!({"model_stats": [{
+    json!({
         "name": model.name,
         "version": model.version,
         "last_inference": get(&m.last_inference_ms),
@@ -360,19 +559,25 @@ fn stats(s: &ServeState, model: &ModelVersion) -> Response {
             "compute_infer": {"count": inferences, "ns": get(&m.compute_ns)},
             "compute_output": {"count": inferences, "ns": 0},
         },
-    }]}))
-    .into_response()
+    })
 }
 
+/// Triton's statistics: every loaded version of the model.
 async fn model_stats(State(s): State<Arc<ServeState>>, Path(m): Path<String>) -> Response {
-    find(&s, &m, None).map_or_else(|e| *e, |model| stats(&s, &model))
+    match s.endpoint(&m) {
+        Some(e) => {
+            let models: Vec<&ModelVersion> = e.slots.iter().map(|x| &*x.model).collect();
+            stats(&s, &models)
+        }
+        None => *unknown_model(&s, &m),
+    }
 }
 
 async fn model_stats_v(
     State(s): State<Arc<ServeState>>,
     Path((m, v)): Path<(String, String)>,
 ) -> Response {
-    find(&s, &m, Some(&v)).map_or_else(|e| *e, |model| stats(&s, &model))
+    find(&s, &m, Some(&v)).map_or_else(|e| *e, |(_, model)| stats(&s, &[&model]))
 }
 
 /// Holds one in-flight slot; `None` when the server is over its bound.
@@ -446,7 +651,7 @@ async fn infer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    infer_inner(&s, &m, None, &headers, &body).await
+    infer_inner(&s, &m, None, &headers, body).await
 }
 
 async fn infer_v(
@@ -455,20 +660,131 @@ async fn infer_v(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    infer_inner(&s, &m, Some(&v), &headers, &body).await
+    infer_inner(&s, &m, Some(&v), &headers, body).await
+}
+
+/// The header that pins a request to one version (and, on answers, names the version that
+/// answered).
+pub const VERSION_HEADER: &str = "x-kiln-version";
+
+fn pinned(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn route_status(e: &RouteError) -> StatusCode {
+    match e {
+        RouteError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
+        RouteError::NoTraffic => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn with_version(mut r: Response, version: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(version) {
+        r.headers_mut().insert(VERSION_HEADER, v);
+    }
+    r
+}
+
+/// For a model that refuses them: the first NaN or infinite input element, named by tensor,
+/// row and column.
+fn refused_non_finite(s: &ServeState, model: &ModelVersion, inputs: &[Tensor]) -> Option<String> {
+    if !s.refuse_nan.contains(&model.name) {
+        return None;
+    }
+    for t in inputs {
+        let at = match &t.data {
+            kiln_ml::TensorData::Fp32(v) => v
+                .iter()
+                .position(|x| !x.is_finite())
+                .map(|i| (i, f64::from(v[i]))),
+            kiln_ml::TensorData::Fp64(v) => {
+                v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i]))
+            }
+            _ => None,
+        };
+        if let Some((i, x)) = at {
+            let width: usize = t.shape.iter().skip(1).product::<usize>().max(1);
+            return Some(format!(
+                "input `{}` row {} column {} is {x}; model `{}` refuses missing and infinite values",
+                t.name,
+                i / width,
+                i % width,
+                model.name
+            ));
+        }
+    }
+    None
+}
+
+/// Decodes a mirrored request for one shadow version.
+type ShadowDecode = Arc<dyn Fn(&ModelVersion) -> Result<Vec<Tensor>, String> + Send + Sync>;
+
+/// Sends a copy of an answered request to each shadow version of the model, off the request
+/// path, and records how far each shadow's outputs are from the live ones. A shadow that is
+/// busy or fails counts an error; the live answer never waits for or sees it.
+fn mirror(
+    s: &Arc<ServeState>,
+    endpoint: &Endpoint,
+    live: &ModelVersion,
+    outputs: &[Tensor],
+    decode: ShadowDecode,
+) {
+    let shadows = endpoint.shadows_of(live);
+    if shadows.is_empty() {
+        return;
+    }
+    let outputs = Arc::new(outputs.to_vec());
+    for shadow in shadows {
+        let s = s.clone();
+        let outputs = outputs.clone();
+        let decode = decode.clone();
+        tokio::spawn(async move {
+            let m = s.metrics.shadow(&shadow.name, &shadow.version);
+            let inputs = match decode(&shadow) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::debug!(model = %shadow.name, version = %shadow.version, error = %e, "shadow could not decode");
+                    m.failed();
+                    return;
+                }
+            };
+            match predict(&s, &shadow, inputs).await {
+                Ok((out, timing)) => {
+                    s.metrics.version(&shadow.name, &shadow.version).inference(
+                        timing.queue,
+                        timing.compute,
+                        timing.batch_rows,
+                    );
+                    m.compared(&crate::traffic::compare(&outputs, &out));
+                }
+                Err(e) => {
+                    tracing::debug!(model = %shadow.name, version = %shadow.version, error = %e, "shadow failed");
+                    m.failed();
+                }
+            }
+        });
+    }
 }
 
 async fn infer_inner(
-    s: &ServeState,
+    s: &Arc<ServeState>,
     m: &str,
     v: Option<&str>,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let model = match find(s, m, v) {
+    let Some(endpoint) = s.endpoint(m) else {
+        return *unknown_model(s, m);
+    };
+    let pin = v.or_else(|| pinned(headers));
+    let model = match endpoint.route(pin) {
         Ok(m) => m,
-        Err(r) => return *r,
+        Err(e) => return oip_error(route_status(&e), format!("model `{m}`: {e}")),
     };
     let series = s.metrics.version(&model.name, &model.version);
     let Some(_slot) = Slot::take(s) else {
@@ -480,7 +796,7 @@ async fn infer_inner(
     let header_len = headers
         .get("inference-header-content-length")
         .and_then(|v| v.to_str().ok());
-    let req = match oip::decode_request(body, header_len, &model.inputs) {
+    let req = match oip::decode_request(&body, header_len, &model.inputs) {
         Ok(r) => r,
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -491,6 +807,10 @@ async fn infer_inner(
     if let Err(e) = oip::check_outputs(&req, &model.outputs) {
         series.request(started.elapsed(), false);
         return oip_error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    if let Some(e) = refused_non_finite(s, &model, &req.inputs) {
+        series.request(started.elapsed(), false);
+        return oip_error(StatusCode::BAD_REQUEST, e);
     }
     let inputs = req.inputs.clone();
     let (outputs, timing) = match predict(s, &model, inputs).await {
@@ -507,6 +827,16 @@ async fn infer_inner(
         }
     };
     series.inference(timing.queue, timing.compute, timing.batch_rows);
+    if pin.is_none() {
+        let header_len = header_len.map(str::to_string);
+        let body = body.clone();
+        let decode: ShadowDecode = Arc::new(move |shadow: &ModelVersion| {
+            oip::decode_request(&body, header_len.as_deref(), &shadow.inputs)
+                .map(|r| r.inputs)
+                .map_err(|e| e.to_string())
+        });
+        mirror(s, &endpoint, &model, &outputs, decode);
+    }
     let encoded = oip::encode_response(
         &model.name,
         Some(&model.version),
@@ -536,7 +866,7 @@ async fn infer_inner(
                     );
                 }
             }
-            r
+            with_version(r, &model.version)
         }
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -623,12 +953,12 @@ async fn invocations(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     });
-    let model = match &named {
-        Some(n) => s.get(n),
+    let endpoint = match &named {
+        Some(n) => s.endpoint(n),
         None => {
             let names = s.names();
             if names.len() == 1 {
-                s.get(&names[0])
+                s.endpoint(&names[0])
             } else {
                 return scoring_error(
                     StatusCode::BAD_REQUEST,
@@ -641,15 +971,22 @@ async fn invocations(
             }
         }
     };
-    let Some(model) = model else {
-        return (
+    let Some(endpoint) = endpoint else {
+        return scoring_error(
             StatusCode::NOT_FOUND,
-            axum::Json(json!({"error_code": "RESOURCE_DOES_NOT_EXIST",
-                              "message": format!("unknown model `{}`; loaded: {}",
-                                                 named.as_deref().unwrap_or(""),
-                                                 s.names().join(", "))})),
-        )
-            .into_response();
+            format!(
+                "unknown model `{}`; loaded: {}",
+                named.as_deref().unwrap_or(""),
+                s.names().join(", ")
+            ),
+        );
+    };
+    let pin = pinned(&headers);
+    let model = match endpoint.route(pin) {
+        Ok(m) => m,
+        Err(e) => {
+            return scoring_error(route_status(&e), format!("model `{}`: {e}", endpoint.name));
+        }
     };
     let series = s.metrics.version(&model.name, &model.version);
     let Some(_slot) = Slot::take(&s) else {
@@ -661,34 +998,17 @@ async fn invocations(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let wants = if model.transform.is_some() {
-        scoring::ModelInputs::Columns(model.raw_inputs())
-    } else {
-        scoring::ModelInputs::Tensors(&model.inputs)
-    };
-    let batch = match scoring::decode(content_type, &body, wants) {
-        Ok(b) => b,
-        Err(e) => {
+    let inputs = match decode_scoring(content_type, &body, &model) {
+        Ok(i) => i,
+        Err(r) => {
             series.request(started.elapsed(), false);
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return (
-                status,
-                [(header::CONTENT_TYPE, "application/json")],
-                e.to_json(),
-            )
-                .into_response();
+            return *r;
         }
     };
-    let inputs = match batch {
-        scoring::Batch::Tensors(t) => t,
-        scoring::Batch::Rows { rows } => match model.encode_rows(&rows) {
-            Ok(t) => vec![t],
-            Err(e) => {
-                series.request(started.elapsed(), false);
-                return scoring_error(StatusCode::BAD_REQUEST, e);
-            }
-        },
-    };
+    if let Some(e) = refused_non_finite(&s, &model, &inputs) {
+        series.request(started.elapsed(), false);
+        return scoring_error(StatusCode::BAD_REQUEST, e);
+    }
     let (outputs, timing) = match predict(&s, &model, inputs).await {
         Ok(x) => x,
         Err(e) => {
@@ -703,20 +1023,67 @@ async fn invocations(
         }
     };
     series.inference(timing.queue, timing.compute, timing.batch_rows);
+    if pin.is_none() {
+        let content_type = content_type.map(str::to_string);
+        let body = body.clone();
+        let decode: ShadowDecode = Arc::new(move |shadow: &ModelVersion| {
+            decode_scoring(content_type.as_deref(), &body, shadow)
+                .map_err(|r| format!("the request does not fit this version ({})", r.status()))
+        });
+        mirror(&s, &endpoint, &model, &outputs, decode);
+    }
     match scoring::encode_predictions(&outputs) {
         Ok(bytes) => {
             series.request(started.elapsed(), true);
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                bytes,
+            with_version(
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    bytes,
+                )
+                    .into_response(),
+                &model.version,
             )
-                .into_response()
         }
         Err(e) => {
             series.request(started.elapsed(), false);
             scoring_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
+    }
+}
+
+/// Decodes an `/invocations` body into `model`'s input tensors (raw rows go through its
+/// feature transform).
+fn decode_scoring(
+    content_type: Option<&str>,
+    body: &[u8],
+    model: &ModelVersion,
+) -> Result<Vec<Tensor>, Box<Response>> {
+    let wants = if model.transform.is_some() {
+        scoring::ModelInputs::Columns(model.raw_inputs())
+    } else {
+        scoring::ModelInputs::Tensors(&model.inputs)
+    };
+    let batch = match scoring::decode(content_type, body, wants) {
+        Ok(b) => b,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return Err(Box::new(
+                (
+                    status,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    e.to_json(),
+                )
+                    .into_response(),
+            ));
+        }
+    };
+    match batch {
+        scoring::Batch::Tensors(t) => Ok(t),
+        scoring::Batch::Rows { rows } => match model.encode_rows(&rows) {
+            Ok(t) => Ok(vec![t]),
+            Err(e) => Err(Box::new(scoring_error(StatusCode::BAD_REQUEST, e))),
+        },
     }
 }
 

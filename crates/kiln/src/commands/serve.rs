@@ -23,9 +23,32 @@ pub struct ServeArgs {
     #[arg(long, env = "KILN_SERVE_PORT", default_value_t = 8000)]
     pub port: u16,
     /// `NAME=PATH_OR_REF`: a package folder, an `.onnx` file, or a registered version
-    /// (`MODEL@ALIAS`, `MODEL/VERSION`). Repeatable.
+    /// (`MODEL@ALIAS`, `MODEL/VERSION`). Repeatable; the same NAME again serves another
+    /// version side by side (files are numbered 1, 2, … in order; registered versions keep
+    /// their number). The first version of a name takes all traffic unless `--traffic` says
+    /// otherwise.
     #[arg(long = "model", required = true, value_name = "NAME=PATH_OR_REF")]
     pub models: Vec<String>,
+    /// `NAME=VERSION:WEIGHT,VERSION:WEIGHT`: split NAME's traffic by weight (a canary:
+    /// `delay=3:90,4:10`). Versions left out get none but can still be pinned with the
+    /// `X-Kiln-Version` header. Repeatable, one per name.
+    #[arg(long = "traffic", value_name = "NAME=V:W,…")]
+    pub traffic: Vec<String>,
+    /// `NAME=VERSION[,VERSION]`: mirror NAME's traffic to these versions; their answers are
+    /// compared with the live ones (GET /api/kiln/serve/models/NAME/traffic, /metrics) and
+    /// never returned.
+    #[arg(long = "shadow", value_name = "NAME=V,…")]
+    pub shadow: Vec<String>,
+    /// A model (by NAME) that refuses NaN and infinite inputs with a 400 naming the element,
+    /// instead of taking them as missing values. Repeatable.
+    #[arg(long = "refuse-nan", value_name = "NAME")]
+    pub refuse_nan: Vec<String>,
+    /// Largest request body, in bytes (after gzip decompression); larger ones get 413.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
+    /// Require `Authorization: Bearer TOKEN` to load or unload models or change traffic.
+    #[arg(long, env = "KILN_SERVE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Rows per predictor call at most.
     #[arg(long, default_value_t = 256)]
     pub max_batch_rows: usize,
@@ -73,10 +96,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.timeout_ms.max(1)),
         env!("CARGO_PKG_VERSION"),
     );
+    state.admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
+    state.refuse_nan = args.refuse_nan.iter().cloned().collect();
+    state.max_body_bytes = args.max_request_bytes.max(1);
     let mut registry: Option<(Store, ArtifactStore)> = None;
     // (served name, model, version, reference) of registered versions, recorded as
     // deployments once the address is known.
     let mut served: Vec<(String, String, String, String)> = vec![];
+    // Each name's slots, in order: where each version came from.
+    let mut specs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The last number given to a file-backed version of each name.
+    let mut numbers: BTreeMap<String, u64> = BTreeMap::new();
     for spec in &args.models {
         let Some((name, target)) = spec.split_once('=') else {
             bail!("--model {spec:?}: expected NAME=PATH_OR_REF");
@@ -85,7 +115,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             bail!("--model {spec:?}: expected NAME=PATH_OR_REF");
         }
         let model = if Path::new(target).exists() {
-            load_path(name, "1", Path::new(target), batch)?
+            let n = numbers.entry(name.to_string()).or_insert(0);
+            *n += 1;
+            load_path(name, &n.to_string(), Path::new(target), batch)?
         } else {
             if registry.is_none() {
                 registry = Some(open_registry(&args).await?);
@@ -101,20 +133,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             model
         };
         tracing::info!(model = name, version = %model.version, platform = model.platform, "model loaded");
-        state.insert(model);
+        state
+            .add(model)
+            .map_err(|e| anyhow::anyhow!("--model {spec}: {e}"))?;
+        specs
+            .entry(name.to_string())
+            .or_default()
+            .push(target.to_string());
     }
-    let specs = args
-        .models
-        .iter()
-        .filter_map(|m| m.split_once('='))
-        .map(|(n, t)| (n.to_string(), t.to_string()))
-        .collect();
+    for name in &args.refuse_nan {
+        if !specs.contains_key(name) {
+            bail!("--refuse-nan {name}: no --model of that name");
+        }
+    }
+    for (name, traffic) in parse_traffic(&args.traffic, &args.shadow)? {
+        state
+            .set_traffic(&name, &traffic)
+            .map_err(|e| anyhow::anyhow!("--traffic/--shadow for `{name}`: {e}"))?;
+    }
     state.loader = Some(Arc::new(Repo {
         specs,
         batch,
         registry: registry.clone(),
         rt: tokio::runtime::Handle::current(),
-        versions: std::sync::Mutex::new(BTreeMap::new()),
+        numbers: std::sync::Mutex::new(numbers),
     }));
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
@@ -158,44 +200,89 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where each served model came from, to load it again (Triton's repository `load`): a
-/// file or folder is read again as the next version number; a registry reference is
+/// `--traffic NAME=V:W,…` and `--shadow NAME=V,…` as one traffic spec per name.
+fn parse_traffic(
+    traffic: &[String],
+    shadow: &[String],
+) -> anyhow::Result<BTreeMap<String, kiln_serve::traffic::TrafficSpec>> {
+    let mut out: BTreeMap<String, kiln_serve::traffic::TrafficSpec> = BTreeMap::new();
+    let mut weighted: BTreeMap<String, bool> = BTreeMap::new();
+    for t in traffic {
+        let Some((name, split)) = t.split_once('=') else {
+            bail!("--traffic {t:?}: expected NAME=VERSION:WEIGHT,…");
+        };
+        if weighted.insert(name.to_string(), true).is_some() {
+            bail!("--traffic {t:?}: `{name}` is given twice");
+        }
+        let spec = out.entry(name.to_string()).or_default();
+        for part in split.split(',') {
+            let Some((v, w)) = part.split_once(':') else {
+                bail!("--traffic {t:?}: `{part}` should be VERSION:WEIGHT");
+            };
+            let w: u32 = w.trim().parse().with_context(|| {
+                format!("--traffic {t:?}: the weight of version `{v}` must be a whole number")
+            })?;
+            spec.weights.insert(v.trim().to_string(), w);
+        }
+    }
+    for sh in shadow {
+        let Some((name, versions)) = sh.split_once('=') else {
+            bail!("--shadow {sh:?}: expected NAME=VERSION[,VERSION]");
+        };
+        let spec = out.entry(name.to_string()).or_default();
+        spec.shadow
+            .extend(versions.split(',').map(|v| v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// Where each served version came from, to load it again (Triton's repository `load`): a
+/// file or folder is read again as the name's next version number; a registry reference is
 /// resolved again, so `MODEL@ALIAS` picks up the alias's current holder.
 struct Repo {
-    specs: BTreeMap<String, String>,
+    /// Each name's slots, in order.
+    specs: BTreeMap<String, Vec<String>>,
     batch: BatchConfig,
     registry: Option<(Store, ArtifactStore)>,
     rt: tokio::runtime::Handle,
-    /// The last version number of each file-backed model.
-    versions: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// The last version number given to a file-backed version of each name.
+    numbers: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl kiln_serve::Loader for Repo {
-    fn load(&self, name: &str) -> Result<ModelVersion, String> {
-        let target = self
+    fn load(&self, name: &str) -> Result<Vec<ModelVersion>, String> {
+        let targets = self
             .specs
             .get(name)
             .ok_or_else(|| format!("unknown model `{name}`"))?;
-        if Path::new(target).exists() {
-            let next = {
-                let v = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-                v.get(name).copied().unwrap_or(1) + 1
+        let mut numbers = self
+            .numbers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut out = Vec::with_capacity(targets.len());
+        for target in targets {
+            if Path::new(target).exists() {
+                let n = numbers.entry(name.to_string()).or_insert(0);
+                *n += 1;
+                out.push(
+                    ModelVersion::load(name, &n.to_string(), Path::new(target), self.batch)
+                        .map_err(|e| e.to_string())?,
+                );
+                continue;
+            }
+            let Some((store, artifacts)) = &self.registry else {
+                return Err(format!("{target} does not exist"));
             };
-            let model = ModelVersion::load(name, &next.to_string(), Path::new(target), self.batch)
-                .map_err(|e| e.to_string())?;
-            self.versions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.to_string(), next);
-            return Ok(model);
+            let (model, _) = self
+                .rt
+                .block_on(load_ref(name, target, store, artifacts, self.batch))
+                .map_err(|e| format!("{e:#}"))?;
+            out.push(model);
         }
-        let Some((store, artifacts)) = &self.registry else {
-            return Err(format!("{target} does not exist"));
-        };
-        self.rt
-            .block_on(load_ref(name, target, store, artifacts, self.batch))
-            .map(|(m, _)| m)
-            .map_err(|e| format!("{e:#}"))
+        // The numbers advance only once every slot loaded.
+        *self.numbers.lock().unwrap_or_else(|p| p.into_inner()) = numbers;
+        Ok(out)
     }
 
     fn names(&self) -> Vec<String> {

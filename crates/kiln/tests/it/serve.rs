@@ -525,7 +525,7 @@ fn load_swaps_versions_under_load_with_no_failed_request() {
             .unwrap();
         assert_eq!(r.status(), 400);
         let v: Value = r.json().await.unwrap();
-        assert!(v["error"].as_str().unwrap().contains("stays"), "{v}");
+        assert!(v["error"].as_str().unwrap().contains("stay"), "{v}");
         let meta: Value = c
             .get(format!("{url}/v2/models/gb"))
             .send()
@@ -555,6 +555,519 @@ fn load_swaps_versions_under_load_with_no_failed_request() {
             .unwrap();
         assert_eq!(index[0]["name"], "gb");
         assert_eq!(index[0]["state"], "UNAVAILABLE", "{index}");
+    });
+    drop(server);
+}
+
+fn oip_row(row: &[f32]) -> Value {
+    json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 30], "data": row}]})
+}
+
+/// Several versions under one name: a weighted canary split, pinning by header and by path,
+/// and changing the split at run time through the traffic API (behind the admin token).
+#[test]
+fn canary_split_pinning_and_traffic_changes() {
+    let gb = fixtures().join("gb_classifier.onnx");
+    let rf = fixtures().join("rf_classifier.onnx");
+    let (server, _) = serve(&[
+        "--model",
+        &format!("gb={}", gb.display()),
+        "--model",
+        &format!("gb={}", rf.display()),
+        "--traffic",
+        "gb=1:80,2:20",
+        "--admin-token",
+        "s3cret",
+    ]);
+    let url = server.url.clone();
+    // Complete rows only: OIP's JSON has no way to send a missing value.
+    let (rows, _) = fixture();
+    let rows: Vec<Vec<f32>> = rows
+        .into_iter()
+        .filter(|r| r.iter().all(|x| x.is_finite()))
+        .collect();
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let meta: Value = c
+            .get(format!("{url}/v2/models/gb"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(meta["versions"], json!(["1", "2"]), "{meta}");
+
+        // 1,000 unpinned requests split about 80/20; each answer names its version.
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for i in 0..1000 {
+            let (path, body) = if i % 2 == 0 {
+                (
+                    "v2/models/gb/infer".to_string(),
+                    oip_row(&rows[i % rows.len()]),
+                )
+            } else {
+                (
+                    "invocations".to_string(),
+                    json!({"inputs": [rows[i % rows.len()]]}),
+                )
+            };
+            let r = c
+                .post(format!("{url}/{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v = r.headers()["x-kiln-version"].to_str().unwrap().to_string();
+            if i % 2 == 0 {
+                let b: Value = r.json().await.unwrap();
+                assert_eq!(b["model_version"], v.as_str());
+            }
+            *counts.entry(v).or_default() += 1;
+        }
+        let canary = counts.get("2").copied().unwrap_or(0);
+        assert!((140..=260).contains(&canary), "split {counts:?}");
+        assert_eq!(counts.values().sum::<usize>(), 1000);
+
+        // Pinning: by header on both protocols, and by OIP's versioned path.
+        for _ in 0..20 {
+            let r = c
+                .post(format!("{url}/v2/models/gb/infer"))
+                .header("X-Kiln-Version", "2")
+                .json(&oip_row(&rows[0]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-kiln-version"], "2");
+            let r = c
+                .post(format!("{url}/invocations"))
+                .header("X-Kiln-Version", "1")
+                .json(&json!({"inputs": [rows[0]]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-kiln-version"], "1");
+            let r = c
+                .post(format!("{url}/v2/models/gb/versions/2/infer"))
+                .json(&oip_row(&rows[0]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-kiln-version"], "2");
+        }
+        let r = c
+            .post(format!("{url}/v2/models/gb/infer"))
+            .header("X-Kiln-Version", "7")
+            .json(&oip_row(&rows[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains("loaded: 1, 2"), "{e}");
+
+        // The traffic API: read, refuse without the token, refuse bad bodies, then move all
+        // traffic to version 2.
+        let t: Value = c
+            .get(format!("{url}/api/kiln/serve/models/gb/traffic"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["weights"], json!({"1": 80, "2": 20}), "{t}");
+        let put = |body: Value, token: Option<&'static str>| {
+            let mut r = c
+                .put(format!("{url}/api/kiln/serve/models/gb/traffic"))
+                .json(&body);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            r.send()
+        };
+        let r = put(json!({"weights": {"2": 100}}), None).await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = put(json!({"weights": {"2": 100}}), Some("wrong"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = put(json!({"weights": {"9": 100}}), Some("s3cret"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("no loaded version `9`"),
+            "{e}"
+        );
+        let r = put(json!({"weights": {"1": 0}}), Some("s3cret"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = put(json!({"weigths": {"1": 0}}), Some("s3cret"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"].as_str().unwrap().contains("weigths"), "{e}");
+        let r = put(json!({"weights": {"1": 0, "2": 100}}), Some("s3cret"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        for _ in 0..50 {
+            let r = c
+                .post(format!("{url}/v2/models/gb/infer"))
+                .json(&oip_row(&rows[1]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-kiln-version"], "2");
+        }
+        // Repository changes need the token too.
+        let r = c
+            .post(format!("{url}/v2/repository/models/gb/unload"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    });
+    drop(server);
+}
+
+/// Shadow versions get a copy of every request; their answers are compared with the live
+/// ones (the divergence recorded) and never returned.
+#[test]
+fn shadows_are_compared_and_never_answer() {
+    let gb = fixtures().join("gb_classifier.onnx");
+    let rf = fixtures().join("rf_classifier.onnx");
+    let (server, _) = serve(&[
+        "--model",
+        &format!("gb={}", gb.display()),
+        "--model",
+        &format!("gb={}", gb.display()),
+        "--model",
+        &format!("gb={}", rf.display()),
+        "--shadow",
+        "gb=2,3",
+    ]);
+    let url = server.url.clone();
+    let (rows, probs) = fixture();
+    let (rows, probs): (Vec<Vec<f32>>, Vec<[f32; 2]>) = rows
+        .into_iter()
+        .zip(probs)
+        .filter(|(r, _)| r.iter().all(|x| x.is_finite()))
+        .unzip();
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        let n = 60;
+        for (i, row) in rows.iter().take(n).enumerate() {
+            let r = c
+                .post(format!("{url}/v2/models/gb/infer"))
+                .json(&oip_row(row))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-kiln-version"], "1");
+            let b: Value = r.json().await.unwrap();
+            let p = b["outputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["name"] == "probabilities")
+                .unwrap()["data"][1]
+                .as_f64()
+                .unwrap();
+            assert!(
+                (p - f64::from(probs[i][1])).abs() < 1e-5,
+                "row {i}: {p} vs {}",
+                probs[i][1]
+            );
+        }
+        // The comparisons finish off the request path; wait for them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let t = loop {
+            let t: Value = c
+                .get(format!("{url}/api/kiln/serve/models/gb/traffic"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let done = |v: &str| t["shadow_stats"][v]["requests"].as_u64() == Some(n as u64);
+            if (done("2") && done("3")) || Instant::now() > deadline {
+                break t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(t["shadow"], json!(["2", "3"]), "{t}");
+        let same = &t["shadow_stats"]["2"];
+        assert_eq!(same["requests"], n, "{t}");
+        assert_eq!(same["rows"], n, "{t}");
+        assert_eq!(same["errors"], 0, "{t}");
+        assert_eq!(same["diverged_rows"], 0, "{t}");
+        assert_eq!(same["max_abs_diff"], 0.0, "{t}");
+        let other = &t["shadow_stats"]["3"];
+        assert_eq!(other["rows"], n, "{t}");
+        assert!(other["diverged_rows"].as_u64().unwrap() > 0, "{t}");
+        assert!(other["max_abs_diff"].as_f64().unwrap() > 0.01, "{t}");
+        let metrics = c
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains(&format!(
+                "kiln_shadow_rows_total{{model=\"gb\",version=\"3\"}} {n}"
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("kiln_shadow_diverged_rows_total{model=\"gb\",version=\"2\"} 0"),
+            "{metrics}"
+        );
+        // A pinned request is not mirrored.
+        let r = c
+            .post(format!("{url}/v2/models/gb/infer"))
+            .header("X-Kiln-Version", "3")
+            .json(&oip_row(&rows[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-kiln-version"], "3");
+    });
+    drop(server);
+}
+
+/// Client mistakes on a real server: each gets a 4xx whose message names what is wrong,
+/// none a 5xx, and the server keeps answering good requests.
+#[test]
+fn bad_input_gets_a_named_4xx_and_never_a_5xx() {
+    let gb = fixtures().join("gb_classifier.onnx");
+    let (server, _) = serve(&[
+        "--model",
+        &format!("gb={}", gb.display()),
+        "--refuse-nan",
+        "gb",
+        "--max-request-bytes",
+        "65536",
+    ]);
+    let url = server.url.clone();
+    let (rows, _) = fixture();
+    let row: Vec<f32> = rows[0].clone();
+    let json_body = |v: Value| serde_json::to_vec(&v).unwrap();
+    // OIP binary body: JSON header + raw little-endian FP32.
+    let binary = |values: &[f32], declared: usize| {
+        let header = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 30],
+                                        "parameters": {"binary_data_size": declared}}]});
+        let mut h = serde_json::to_vec(&header).unwrap();
+        let n = h.len();
+        for v in values {
+            h.extend_from_slice(&v.to_le_bytes());
+        }
+        (h, n)
+    };
+    let mut nan_row = row.clone();
+    nan_row[17] = f32::NAN;
+    let (nan_bin, nan_len) = binary(&nan_row, 120);
+    let (short_bin, short_len) = binary(&row[..20], 120);
+    let big = vec![row.clone(); 400];
+    // (what, path, body, Inference-Header-Content-Length, status, text in the message)
+    type Case = (
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        Option<usize>,
+        u16,
+        &'static str,
+    );
+    let mut cases: Vec<Case> = vec![
+        (
+            "wrong shape",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 29], "data": &row[..29]}]}),
+            ),
+            None,
+            400,
+            "shape",
+        ),
+        (
+            "wrong length",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 30], "data": &row[..29]}]}),
+            ),
+            None,
+            400,
+            "inputs[0]",
+        ),
+        (
+            "wrong datatype",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "X", "datatype": "BYTES", "shape": [1, 30], "data": &row}]}),
+            ),
+            None,
+            400,
+            "BYTES",
+        ),
+        (
+            "wrong name",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "Y", "datatype": "FP32", "shape": [1, 30], "data": &row}]}),
+            ),
+            None,
+            400,
+            "`Y`",
+        ),
+        (
+            "non-numeric",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 30], "data": vec!["a"; 30]}]}),
+            ),
+            None,
+            400,
+            "inputs[0]",
+        ),
+        (
+            "NaN refused (binary)",
+            "/v2/models/gb/infer",
+            nan_bin,
+            Some(nan_len),
+            400,
+            "row 0 column 17 is NaN",
+        ),
+        (
+            "truncated binary",
+            "/v2/models/gb/infer",
+            short_bin,
+            Some(short_len),
+            400,
+            "binary",
+        ),
+        (
+            "bad UTF-8",
+            "/v2/models/gb/infer",
+            b"{\"inputs\": [\xff\xfe]}".to_vec(),
+            None,
+            400,
+            "UTF-8",
+        ),
+        (
+            "not JSON",
+            "/v2/models/gb/infer",
+            b"{\"inputs\": [".to_vec(),
+            None,
+            400,
+            "JSON",
+        ),
+        (
+            "oversized",
+            "/v2/models/gb/infer",
+            json_body(
+                json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [400, 30], "data": &big}]}),
+            ),
+            None,
+            413,
+            "",
+        ),
+        (
+            "NaN refused (scoring)",
+            "/invocations",
+            json_body(
+                json!({"dataframe_split": {"columns": (0..30).map(|i| format!("c{i}")).collect::<Vec<_>>(),
+                                              "data": [row.iter().enumerate().map(|(i, v)| if i == 3 { Value::Null } else { json!(v) }).collect::<Vec<_>>()]}}),
+            ),
+            None,
+            400,
+            "row 0 column 3",
+        ),
+        (
+            "non-numeric (scoring)",
+            "/invocations",
+            json_body(
+                json!({"inputs": [row.iter().enumerate().map(|(i, v)| if i == 5 { json!("abc") } else { json!(v) }).collect::<Vec<_>>()]}),
+            ),
+            None,
+            400,
+            "abc",
+        ),
+        (
+            "wrong width (scoring)",
+            "/invocations",
+            json_body(json!({"inputs": [&row[..29]]})),
+            None,
+            400,
+            "30",
+        ),
+        (
+            "bad UTF-8 (scoring)",
+            "/invocations",
+            b"{\"inputs\": [[\xff]]}".to_vec(),
+            None,
+            400,
+            "UTF-8",
+        ),
+        (
+            "oversized (scoring)",
+            "/invocations",
+            json_body(json!({"inputs": &big})),
+            None,
+            413,
+            "",
+        ),
+    ];
+    cases.push((
+        "unknown key (scoring)",
+        "/invocations",
+        json_body(json!({"rows": [&row]})),
+        None,
+        400,
+        "rows",
+    ));
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        for (what, path, body, header_len, status, needle) in cases {
+            let mut r = c
+                .post(format!("{url}{path}"))
+                .header("Content-Type", "application/json")
+                .body(body);
+            if let Some(n) = header_len {
+                r = r.header("Inference-Header-Content-Length", n.to_string());
+            }
+            let r = r.send().await.unwrap();
+            let got = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            assert_eq!(got, status, "{what}: {text}");
+            let v: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{what}: the error is not JSON ({e}): {text}"));
+            let msg = v["error"]
+                .as_str()
+                .or(v["message"].as_str())
+                .unwrap_or_default();
+            assert!(!msg.is_empty(), "{what}: {text}");
+            assert!(msg.contains(needle), "{what}: `{needle}` not in {msg}");
+        }
+        // Still serving.
+        let r = c
+            .post(format!("{url}/v2/models/gb/infer"))
+            .json(&oip_row(&row))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     });
     drop(server);
 }

@@ -1,7 +1,7 @@
 //! MLflow scoring protocol: decoding `/invocations` bodies and encoding predictions.
 
 use kiln_ml::{ElemType, Tensor, TensorData, TensorSpec};
-use kiln_serve::scoring::{
+use kiln_protocol::scoring::{
     Batch, BodyFormat, ModelInputs, ScoringError, decode, encode_predictions, parse_content_type,
 };
 use kiln_transform::{Column, DType, Value};

@@ -2,7 +2,7 @@
 //! every error naming its field, and never panicking on arbitrary bytes.
 
 use kiln_ml::{ElemType, Tensor, TensorData, TensorSpec};
-use kiln_serve::oip::{
+use kiln_protocol::oip::{
     InferRequest, OipError, RequestedOutput, check_outputs, decode_request, encode_response,
     f16_to_f32,
 };
