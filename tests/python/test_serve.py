@@ -450,3 +450,78 @@ def test_scoring_server_probes(serve, path):
     assert r.status_code == 200, (r.status_code, r.text)
     if path == "/version":
         assert r.text.strip(), "empty /version body"
+
+
+# --------------------------------------------------------------------------- versions and traffic
+
+RF_PATH = REPO / "tests" / "fixtures" / "onnx" / "rf_classifier.onnx"
+
+
+@pytest.fixture(scope="module")
+def two_versions(tmp_path_factory):
+    """gb as version 1 (90% of traffic), the random forest as version 2 (10%), and a copy of gb
+    as version 3 shadowing the live traffic."""
+    srv = ServeProcess(
+        tmp_path_factory.mktemp("kiln-serve-versions") / "serve.log",
+        [
+            "--model", f"{MODEL}={ONNX_PATH}",
+            "--model", f"{MODEL}={RF_PATH}",
+            "--model", f"{MODEL}={ONNX_PATH}",
+            "--traffic", f"{MODEL}=1:90,2:10",
+            "--shadow", f"{MODEL}=3",
+        ],
+    )
+    srv.start()
+    kilnproc.live_servers.append(srv)
+    try:
+        yield srv
+    finally:
+        kilnproc.live_servers.remove(srv)
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_tritonclient_pins_versions_and_sees_the_split(two_versions, rows, reference, binary):
+    client = httpclient.InferenceServerClient(url=two_versions.hostport, connection_timeout=TIMEOUT, network_timeout=TIMEOUT)
+    try:
+        meta = client.get_model_metadata(MODEL)
+        assert meta["versions"] == ["1", "2", "3"]
+        x = rows[:8]
+        rf = ort.InferenceSession(str(RF_PATH), providers=["CPUExecutionProvider"])
+        expected = {"1": reference(x)[1], "2": rf.run(["probabilities"], {"X": x})[0]}
+
+        def infer(**kw):
+            inp = httpclient.InferInput("X", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=binary)
+            out = httpclient.InferRequestedOutput("probabilities", binary_data=binary)
+            return client.infer(MODEL, [inp], outputs=[out], **kw)
+
+        # Pinned through the versioned path (tritonclient's model_version) and by header.
+        for version in ["1", "2"]:
+            r = infer(model_version=version)
+            assert r.get_response()["model_version"] == version
+            assert_proba(r.as_numpy("probabilities"), expected[version])
+            r = infer(headers={"X-Kiln-Version": version})
+            assert r.get_response()["model_version"] == version
+            assert_proba(r.as_numpy("probabilities"), expected[version])
+        # Unpinned: about 10% go to the canary, each answer right for the version that gave it.
+        seen = {"1": 0, "2": 0}
+        for _ in range(300):
+            r = infer()
+            v = r.get_response()["model_version"]
+            seen[v] += 1
+            assert_proba(r.as_numpy("probabilities"), expected[v])
+        assert 10 <= seen["2"] <= 60, seen
+    finally:
+        client.close()
+    # The shadow copy of gb agrees with the live gb on every row it saw.
+    deadline = time.monotonic() + 10
+    while True:
+        t = requests.get(f"{two_versions.url}/api/kiln/serve/models/{MODEL}/traffic", timeout=TIMEOUT).json()
+        stats = t["shadow_stats"].get("3", {})
+        if stats.get("requests", 0) >= 300 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert t["weights"] == {"1": 90, "2": 10, "3": 0}, t
+    assert stats["errors"] == 0, t
+    assert stats["requests"] >= 300 and stats["rows"] >= 300 * len(rows[:8]), t
