@@ -138,9 +138,16 @@ mod tests {
     fn a_busy_loop_uses_cpu_and_costs_money() {
         let m = Meter::start();
         let mut x = 0u64;
+        // Spin until the process has used 0.15 s of CPU by the kernel's own account (on a
+        // busy machine that takes longer than 0.15 s of wall time), for at most 20 s.
+        let before = usage(UsageWho::RUSAGE_SELF).cpu_seconds;
         let t = Instant::now();
-        while t.elapsed() < Duration::from_millis(200) {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        while usage(UsageWho::RUSAGE_SELF).cpu_seconds - before < 0.15
+            && t.elapsed() < Duration::from_secs(20)
+        {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
         }
         std::hint::black_box(x);
         let got = m.stop();
