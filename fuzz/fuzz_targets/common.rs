@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each target uses a subset of the signatures
 //! The model signatures the targets decode against: a plain ONNX classifier's tensors and a
 //! Kiln package's raw columns, covering every element and column type.
 
