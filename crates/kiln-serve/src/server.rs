@@ -198,7 +198,102 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            read_whole_body,
+        ))
         .with_state(state)
+}
+
+/// How long an over-limit body is still read (and thrown away) so the client, which may still be
+/// sending, sees the 413 instead of a reset connection (nginx's "lingering close").
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Reads each request body as sent, up to `max` bytes, before routing. A body over the limit is
+/// read to its end (within [`LINGER`]) and discarded, then answered with 413: answering while
+/// the client is still writing would make the kernel reset the connection and the client would
+/// never see the status. The limit after decompression is `DefaultBodyLimit`'s.
+async fn read_whole_body(
+    State(max): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::body::{Body, HttpBody};
+    let (parts, mut body) = req.into_parts();
+    if body.is_end_stream() {
+        return next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await;
+    }
+    let scoring = parts.uri.path() == "/invocations";
+    let too_large = || {
+        let msg = format!("request body is larger than the limit of {max} bytes");
+        if scoring {
+            scoring_error(StatusCode::PAYLOAD_TOO_LARGE, msg)
+        } else {
+            oip_error(StatusCode::PAYLOAD_TOO_LARGE, msg)
+        }
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // Usually one chunk, kept as it came; several are joined once at the end.
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    let mut over = declared.is_some_and(|n| n > max as u64);
+    let deadline = tokio::time::Instant::now() + LINGER;
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        let frame = if over {
+            match tokio::time::timeout_at(deadline, frame).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            frame.await
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                if over {
+                    break;
+                }
+                let msg = format!("could not read the request body: {e}");
+                return if scoring {
+                    scoring_error(StatusCode::BAD_REQUEST, msg)
+                } else {
+                    oip_error(StatusCode::BAD_REQUEST, msg)
+                };
+            }
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    total = total.saturating_add(data.len());
+                    if !over && total > max {
+                        over = true;
+                        chunks = Vec::new();
+                    }
+                    if !over && !data.is_empty() {
+                        chunks.push(data);
+                    }
+                }
+            }
+        }
+    }
+    if over {
+        let mut r = too_large();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let whole = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        Bytes::from(chunks.concat())
+    };
+    next.run(axum::extract::Request::from_parts(parts, Body::from(whole)))
+        .await
 }
 
 fn oip_error(status: StatusCode, message: impl Into<String>) -> Response {

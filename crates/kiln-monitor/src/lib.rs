@@ -1,0 +1,13 @@
+//! Kiln's monitoring: the sampled prediction log, SLO burn rates, alert rules and their state
+//! machine, notifications (Alertmanager webhook v4), incidents and rollback decisions.
+//!
+//! - [`clock`]: the injectable clock every time-dependent part takes, so tests step time.
+//! - [`alert`]: `when` expressions over indicators, pending → firing → resolved, grouping,
+//!   silences, notifications.
+//! - [`slo`]: SLOs turned into multi-window burn-rate alerts.
+//! - [`predlog`]: the sampled prediction log, buffered in bounded memory and written as Parquet.
+
+pub mod alert;
+pub mod clock;
+pub mod predlog;
+pub mod slo;
