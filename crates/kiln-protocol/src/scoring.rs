@@ -18,6 +18,7 @@
 //!
 //! Everything runs in time linear in the body and never panics.
 
+mod dense;
 mod encode;
 mod json;
 mod table;
@@ -214,6 +215,22 @@ pub fn parse_content_type(content_type: Option<&str>) -> Result<BodyFormat> {
 
 /// Decodes an `/invocations` request into a batch for a model taking `inputs`.
 pub fn decode(
+    content_type: Option<&str>,
+    body: &[u8],
+    inputs: ModelInputs<'_>,
+) -> Result<Batch, ScoringError> {
+    if let ModelInputs::Tensors(specs) = inputs
+        && let Ok(BodyFormat::Json) = parse_content_type(content_type)
+        && let Ok(text) = std::str::from_utf8(body)
+        && let Some(batch) = dense::try_decode(text, specs)
+    {
+        return Ok(batch);
+    }
+    decode_general(content_type, body, inputs)
+}
+
+/// [`decode`] without the fast path for dense float tensors.
+pub(crate) fn decode_general(
     content_type: Option<&str>,
     body: &[u8],
     inputs: ModelInputs<'_>,

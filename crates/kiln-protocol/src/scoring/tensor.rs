@@ -8,9 +8,13 @@ use super::table::{Cell, Table, is_na, parse_bool, parse_float, parse_int, whole
 use super::{Result, ScoringError, several_inputs};
 
 /// Elements being gathered for one tensor.
-struct Elems(TensorData);
+pub(crate) struct Elems(TensorData);
 
 impl Elems {
+    pub(crate) fn from_data(data: TensorData) -> Elems {
+        Elems(data)
+    }
+
     fn new(elem: ElemType) -> Elems {
         Elems(match elem {
             ElemType::Bool => TensorData::Bool(Vec::new()),
@@ -263,7 +267,7 @@ fn flatten(
 
 /// Builds the tensor and checks it against the spec; a tensor one rank short of an input
 /// whose last dimension is 1 (`[n]` for `[-1, 1]`) gains that dimension.
-fn finish(spec: &TensorSpec, mut shape: Vec<usize>, elems: Elems) -> Result<Tensor> {
+pub(crate) fn finish(spec: &TensorSpec, mut shape: Vec<usize>, elems: Elems) -> Result<Tensor> {
     if shape.len() + 1 == spec.shape.len() && spec.shape.last() == Some(&1) {
         shape.push(1);
     }
