@@ -45,7 +45,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/ajax-api/3.0/mlflow", api)
         .nest("/api/2.0/mlflow-artifacts", routes::artifacts::proxy())
         .nest("/ajax-api/2.0/mlflow-artifacts", routes::artifacts::proxy())
-        .nest("/api/kiln", routes::releases::routes())
+        .nest(
+            "/api/kiln",
+            routes::releases::routes().merge(routes::monitoring::routes()),
+        )
         .merge(routes::misc::routes())
         .fallback(routes::misc::not_found)
         .layer(DefaultBodyLimit::max(extract::MAX_JSON_BODY))

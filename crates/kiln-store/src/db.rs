@@ -76,6 +76,11 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
         "deployments",
         include_str!("../migrations/0004_deployments.sql"),
     ),
+    (
+        5,
+        "monitoring",
+        include_str!("../migrations/0005_monitoring.sql"),
+    ),
 ];
 
 impl Db {

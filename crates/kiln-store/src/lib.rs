@@ -13,6 +13,7 @@ mod experiments;
 mod history;
 mod logged_model_search;
 mod logged_models;
+mod monitoring;
 mod page;
 mod registry;
 mod registry_search;
@@ -33,6 +34,7 @@ pub use experiments::ViewType;
 pub use logged_models::{
     LoggedModelCreate, LoggedModelDataset, LoggedModelOrder, LoggedModelSearch, ModelMetricInput,
 };
+pub use monitoring::{Event, Feedback, Incident, NewEvent, NewIncident, TimelineEntry};
 pub use registry::CreateModelVersion;
 pub use registry_search::RegistrySearch;
 pub use releases::{AliasMove, Expect, NewEvaluation, StoredPolicy};

@@ -10,6 +10,7 @@ pub mod artifacts;
 pub mod experiments;
 pub mod logged_models;
 pub mod misc;
+pub mod monitoring;
 pub mod registry;
 pub mod releases;
 pub mod runs;

@@ -3,5 +3,6 @@
 
 mod common;
 mod logged_models;
+mod monitoring;
 mod registry;
 mod tracking;

@@ -1,6 +1,7 @@
 //! The store suite: every test runs against SQLite and, when reachable, PostgreSQL.
 
 mod concurrency;
+mod monitoring;
 mod releases;
 mod search;
 mod tracking;
