@@ -5,9 +5,17 @@
 //! - [`alert`]: `when` expressions over indicators, pending → firing → resolved, grouping,
 //!   silences, notifications.
 //! - [`slo`]: SLOs turned into multi-window burn-rate alerts.
+//! - [`indicator`]: the [`indicator::Indicators`] snapshot (series labels → indicator values) that
+//!   rules are evaluated on, and label matchers.
+//! - [`expr`]: the `when` expression language (comparisons, `and`/`or`/`not`, arithmetic, label
+//!   selectors; missing values are "no data" and never fire).
+//! - [`notify`]: Alertmanager webhook v4 payloads and the notifier that POSTs them with retries.
 //! - [`predlog`]: the sampled prediction log, buffered in bounded memory and written as Parquet.
 
 pub mod alert;
 pub mod clock;
+pub mod expr;
+pub mod indicator;
+pub mod notify;
 pub mod predlog;
 pub mod slo;

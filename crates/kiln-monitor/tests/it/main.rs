@@ -1,0 +1,8 @@
+//! Integration tests of kiln-monitor.
+
+mod alerts;
+mod expr;
+mod grouping;
+mod notify;
+mod silences;
+mod slo;
