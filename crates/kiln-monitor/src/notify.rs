@@ -14,6 +14,9 @@
 //!                "generatorURL": "…", "fingerprint": "507a62d79ee76c9a" }] }
 //! ```
 //!
+//! [`Notifier::post_alerts`] also speaks Alertmanager's ingest API (`POST /api/v2/alerts` with
+//! [`PostableAlert`]s), for teams that run their own Alertmanager.
+//!
 //! Delivery: a 2xx answer is success; 5xx, 429 and transport errors (refused connection,
 //! timeout) are retried up to [`RetryPolicy::max_attempts`] with delays doubling from
 //! `initial_backoff` up to `max_backoff`; any other status is a permanent failure (Alertmanager
@@ -152,6 +155,64 @@ impl WebhookPayload {
     }
 }
 
+/// An alert as Alertmanager's API v2 takes it (`POST /api/v2/alerts`), the way Prometheus sends
+/// them: firing alerts carry an `endsAt` in the near future and are re-sent before it passes
+/// (Alertmanager resolves an alert whose `endsAt` passes without a re-send); resolved alerts
+/// carry the time they resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostableAlert {
+    pub labels: Labels,
+    pub annotations: BTreeMap<String, String>,
+    pub starts_at: String,
+    pub ends_at: String,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+impl PostableAlert {
+    /// `valid_until_ms` is the `endsAt` of a firing alert; pending alerts are not sent.
+    pub fn from_alert(a: &Alert, valid_until_ms: i64) -> Option<PostableAlert> {
+        let ends = match a.state {
+            AlertState::Pending => return None,
+            AlertState::Firing => valid_until_ms,
+            AlertState::Resolved => a.ends_at_ms.unwrap_or(a.last_eval_ms),
+        };
+        Some(PostableAlert {
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: time::rfc3339(a.starts_at_ms.unwrap_or(a.active_at_ms)),
+            ends_at: time::rfc3339(ends),
+            generator_url: a.generator_url.clone(),
+        })
+    }
+}
+
+/// A real Alertmanager that alerts are posted to (it then groups, silences and notifies by its
+/// own configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://alertmanager:9093`.
+    pub url: String,
+    /// Timeout of one attempt (default 10s).
+    #[serde(
+        default = "default_timeout_ms",
+        rename = "timeout",
+        with = "crate::alert::time::duration"
+    )]
+    pub timeout_ms: i64,
+}
+
+impl AlertmanagerConfig {
+    pub fn new(url: impl Into<String>) -> AlertmanagerConfig {
+        AlertmanagerConfig {
+            url: url.into(),
+            timeout_ms: default_timeout_ms(),
+        }
+    }
+}
+
 fn default_true() -> bool {
     true
 }
@@ -272,23 +333,13 @@ pub struct Notifier {
     client: reqwest::Client,
     receivers: BTreeMap<String, ReceiverConfig>,
     retry: RetryPolicy,
+    alertmanagers: Vec<AlertmanagerConfig>,
 }
 
 impl Notifier {
     pub fn new(receivers: &[ReceiverConfig], retry: RetryPolicy) -> Result<Notifier, NotifyError> {
         for r in receivers {
-            let parsed = url::Url::parse(&r.url).map_err(|e| NotifyError::InvalidUrl {
-                receiver: r.name.clone(),
-                url: r.url.clone(),
-                message: e.to_string(),
-            })?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(NotifyError::InvalidUrl {
-                    receiver: r.name.clone(),
-                    url: r.url.clone(),
-                    message: "expected an http:// or https:// URL".to_string(),
-                });
-            }
+            check_url(&r.name, &r.url)?;
         }
         let client = reqwest::Client::builder()
             .user_agent(concat!("kiln-monitor/", env!("CARGO_PKG_VERSION")))
@@ -301,6 +352,7 @@ impl Notifier {
                 .map(|r| (r.name.clone(), r.clone()))
                 .collect(),
             retry,
+            alertmanagers: Vec::new(),
         })
     }
 
@@ -321,20 +373,63 @@ impl Notifier {
             .ok_or_else(|| NotifyError::UnknownReceiver(receiver.to_string()))?;
         let mut body = payload.truncated(rc.max_alerts);
         body.receiver = rc.name.clone();
+        self.post_with_retries(&rc.name, &rc.url, rc.timeout_ms, &body)
+            .await
+    }
+
+    /// Adds Alertmanager instances that [`Self::post_alerts`] posts to.
+    pub fn with_alertmanagers(
+        mut self,
+        alertmanagers: &[AlertmanagerConfig],
+    ) -> Result<Notifier, NotifyError> {
+        for am in alertmanagers {
+            check_url(&am.url, &am.url)?;
+        }
+        self.alertmanagers = alertmanagers.to_vec();
+        Ok(self)
+    }
+
+    pub fn alertmanagers(&self) -> &[AlertmanagerConfig] {
+        &self.alertmanagers
+    }
+
+    /// POSTs `alerts` to `<url>/api/v2/alerts` of every configured Alertmanager (concurrently,
+    /// each with the retry policy). Returns one result per Alertmanager, by URL.
+    pub async fn post_alerts(
+        &self,
+        alerts: &[PostableAlert],
+    ) -> Vec<(String, Result<Delivery, NotifyError>)> {
+        let posts = self.alertmanagers.iter().map(|am| async move {
+            let url = format!("{}/api/v2/alerts", am.url.trim_end_matches('/'));
+            let r = self
+                .post_with_retries(&am.url, &url, am.timeout_ms, &alerts)
+                .await;
+            (am.url.clone(), r)
+        });
+        futures::future::join_all(posts).await
+    }
+
+    async fn post_with_retries<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        url: &str,
+        timeout_ms: i64,
+        body: &T,
+    ) -> Result<Delivery, NotifyError> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut last_error = String::new();
         for attempt in 1..=max_attempts {
             let result = self
                 .client
-                .post(&rc.url)
-                .timeout(Duration::from_millis(rc.timeout_ms.max(1) as u64))
-                .json(&body)
+                .post(url)
+                .timeout(Duration::from_millis(timeout_ms.max(1) as u64))
+                .json(body)
                 .send()
                 .await;
             match result {
                 Ok(resp) if resp.status().is_success() => {
                     return Ok(Delivery {
-                        receiver: rc.name.clone(),
+                        receiver: name.to_string(),
                         attempts: attempt,
                         status: resp.status().as_u16(),
                     });
@@ -345,7 +440,7 @@ impl Notifier {
                     let text: String = text.chars().take(512).collect();
                     if !(status.is_server_error() || status.as_u16() == 429) {
                         return Err(NotifyError::Rejected {
-                            receiver: rc.name.clone(),
+                            receiver: name.to_string(),
                             status: status.as_u16(),
                             body: text,
                         });
@@ -355,7 +450,7 @@ impl Notifier {
                 Err(e) => last_error = e.to_string(),
             }
             tracing::warn!(
-                receiver = %rc.name,
+                receiver = %name,
                 attempt,
                 max_attempts,
                 error = %last_error,
@@ -367,11 +462,27 @@ impl Notifier {
             }
         }
         Err(NotifyError::GaveUp {
-            receiver: rc.name.clone(),
+            receiver: name.to_string(),
             attempts: max_attempts,
             last_error,
         })
     }
+}
+
+fn check_url(name: &str, url: &str) -> Result<(), NotifyError> {
+    let parsed = url::Url::parse(url).map_err(|e| NotifyError::InvalidUrl {
+        receiver: name.to_string(),
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(NotifyError::InvalidUrl {
+            receiver: name.to_string(),
+            url: url.to_string(),
+            message: "expected an http:// or https:// URL".to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

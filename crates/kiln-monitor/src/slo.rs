@@ -347,6 +347,36 @@ impl Ring {
         slot.bad = slot.bad.saturating_add(clamp(bad));
     }
 
+    /// The non-empty buckets, oldest first.
+    fn buckets(&self) -> Vec<Bucket> {
+        let mut out: Vec<Bucket> = self
+            .slots
+            .iter()
+            .filter(|s| s.index != i64::MIN && (s.good > 0 || s.bad > 0))
+            .map(|s| (s.index, s.good, s.bad))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Puts a persisted bucket back (unless its slot already holds a newer one).
+    fn put(&mut self, (index, good, bad): Bucket) {
+        let i = self.slot_of(index);
+        let slot = &mut self.slots[i];
+        if slot.index > index {
+            return;
+        }
+        if slot.index != index {
+            *slot = Slot {
+                index,
+                good: 0,
+                bad: 0,
+            };
+        }
+        slot.good = slot.good.saturating_add(good);
+        slot.bad = slot.bad.saturating_add(bad);
+    }
+
     /// Counts in the buckets covering `window_ms` up to now (the current, partial bucket
     /// included).
     fn sum(&self, now_ms: i64, window_ms: i64) -> (u64, u64) {
@@ -363,6 +393,25 @@ impl Ring {
         }
         (good, bad)
     }
+}
+
+/// A persisted bucket: (time / bucket width, good, bad).
+pub type Bucket = (i64, u32, u32);
+
+/// The counts of one SLO on one series, for persisting: the non-empty per-minute and per-hour
+/// buckets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesState {
+    pub slo: String,
+    pub labels: Labels,
+    pub minutes: Vec<Bucket>,
+    pub hours: Vec<Bucket>,
+}
+
+/// Everything an [`SloTracker`] counted, so burn-rate windows survive a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SloTrackerState {
+    pub series: Vec<SeriesState>,
 }
 
 #[derive(Debug, Clone)]
@@ -531,6 +580,45 @@ impl SloTracker {
         c.minutes.add(now, good, bad);
         c.hours.add(now, good, bad);
         Ok(())
+    }
+
+    /// The counts, for persisting (only non-empty buckets are kept).
+    pub fn state(&self) -> SloTrackerState {
+        SloTrackerState {
+            series: self
+                .series
+                .iter()
+                .map(|((i, labels), c)| SeriesState {
+                    slo: self.slos[*i].spec.name.clone(),
+                    labels: labels.clone(),
+                    minutes: c.minutes.buckets(),
+                    hours: c.hours.buckets(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Replaces the counts with persisted ones. Series of SLOs that no longer exist are skipped,
+    /// as are series beyond the cap; returns how many series were restored.
+    pub fn restore(&mut self, state: SloTrackerState) -> usize {
+        self.series.clear();
+        let mut restored = 0;
+        for s in state.series {
+            let Ok(i) = self.index(&s.slo) else {
+                continue;
+            };
+            let Ok(c) = self.counts_mut(i, &s.labels) else {
+                break;
+            };
+            for b in s.minutes {
+                c.minutes.put(b);
+            }
+            for b in s.hours {
+                c.hours.put(b);
+            }
+            restored += 1;
+        }
+        restored
     }
 
     /// Stops tracking a series (all SLOs).

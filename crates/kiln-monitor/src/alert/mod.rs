@@ -15,7 +15,11 @@
 //!
 //! The caller (the server) calls [`AlertEngine::tick`] periodically — say every 15 seconds —
 //! with a fresh [`Indicators`] snapshot, and persists [`AlertEngine::state`] if alerts,
-//! silences and groups should survive a restart.
+//! silences and groups should survive a restart. To change the configuration (new rules,
+//! routes, receivers), build a new engine and [`AlertEngine::restore`] the old one's state:
+//! alerts of rules that are gone resolve at the next evaluation.
+//!
+//! Alerts can also be posted to a real Alertmanager (`alertmanagers`), as Prometheus does.
 //!
 //! ```toml
 //! external_url = "http://127.0.0.1:5000"
@@ -47,10 +51,16 @@ pub use state::{Alert, AlertState, Evaluator, EvaluatorState, Transition};
 
 use crate::clock::Clock;
 use crate::indicator::Indicators;
-use crate::notify::{Delivery, Notifier, NotifyError, ReceiverConfig, RetryPolicy};
+use crate::notify::{
+    AlertmanagerConfig, Delivery, Notifier, NotifyError, PostableAlert, ReceiverConfig, RetryPolicy,
+};
 
 fn default_resolved_retention() -> i64 {
     state::DEFAULT_RESOLVED_RETENTION_MS
+}
+
+fn default_resend_delay() -> i64 {
+    60_000
 }
 
 /// Everything an [`AlertEngine`] needs, in one serde-readable block.
@@ -76,6 +86,18 @@ pub struct AlertingConfig {
         with = "time::duration"
     )]
     pub resolved_retention_ms: i64,
+    /// Real Alertmanagers that alerts are also posted to (`POST /api/v2/alerts`), as Prometheus
+    /// does. Kiln's own silences and grouping do not apply there: the Alertmanager has its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// How often unchanged alerts are re-posted to the Alertmanagers (default 1m); a firing
+    /// alert's `endsAt` there is four times this ahead.
+    #[serde(
+        default = "default_resend_delay",
+        rename = "resend_delay",
+        with = "time::duration"
+    )]
+    pub resend_delay_ms: i64,
 }
 
 impl AlertingConfig {
@@ -89,6 +111,8 @@ impl AlertingConfig {
             external_url: String::new(),
             generator_url: String::new(),
             resolved_retention_ms: default_resolved_retention(),
+            alertmanagers: Vec::new(),
+            resend_delay_ms: default_resend_delay(),
         }
     }
 }
@@ -126,6 +150,8 @@ pub struct EngineState {
 pub struct TickReport {
     pub transitions: Vec<Transition>,
     pub deliveries: Vec<(Notification, Result<Delivery, NotifyError>)>,
+    /// Posts to the configured Alertmanagers, by URL.
+    pub alertmanager_posts: Vec<(String, Result<Delivery, NotifyError>)>,
 }
 
 /// Rules, alerts, silences, groups and the notifier, driven by one clock.
@@ -135,6 +161,8 @@ pub struct AlertEngine {
     silences: Silences,
     dispatcher: Dispatcher,
     notifier: Notifier,
+    resend_delay_ms: i64,
+    last_alertmanager_post_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for AlertEngine {
@@ -153,13 +181,16 @@ impl AlertEngine {
             .with_resolved_retention_ms(config.resolved_retention_ms)
             .with_generator_url(config.generator_url.clone());
         let dispatcher = Dispatcher::new(&config.route, &config.receivers, &config.external_url)?;
-        let notifier = Notifier::new(&config.receivers, config.retry)?;
+        let notifier = Notifier::new(&config.receivers, config.retry)?
+            .with_alertmanagers(&config.alertmanagers)?;
         Ok(AlertEngine {
             clock,
             evaluator,
             silences: Silences::new(),
             dispatcher,
             notifier,
+            resend_delay_ms: config.resend_delay_ms.max(1),
+            last_alertmanager_post_ms: None,
         })
     }
 
@@ -222,13 +253,49 @@ impl AlertEngine {
         out
     }
 
-    /// One round: [`Self::evaluate`] then [`Self::send_due`].
+    /// Posts the firing and recently resolved alerts to the configured Alertmanagers if
+    /// `changed` (some alert changed state) or `resend_delay` has passed since the last post.
+    pub async fn post_to_alertmanagers(
+        &mut self,
+        changed: bool,
+    ) -> Vec<(String, Result<Delivery, NotifyError>)> {
+        if self.notifier.alertmanagers().is_empty() {
+            return Vec::new();
+        }
+        let now = self.clock.now_ms();
+        let due = changed
+            || self
+                .last_alertmanager_post_ms
+                .is_none_or(|t| now - t >= self.resend_delay_ms);
+        if !due {
+            return Vec::new();
+        }
+        let valid_until = now + 4 * self.resend_delay_ms;
+        let alerts: Vec<PostableAlert> = self
+            .evaluator
+            .alerts()
+            .filter_map(|a| PostableAlert::from_alert(a, valid_until))
+            .collect();
+        self.last_alertmanager_post_ms = Some(now);
+        if alerts.is_empty() {
+            return Vec::new();
+        }
+        self.notifier.post_alerts(&alerts).await
+    }
+
+    /// One round: [`Self::evaluate`], [`Self::send_due`], then
+    /// [`Self::post_to_alertmanagers`].
     pub async fn tick(&mut self, indicators: &Indicators) -> TickReport {
         let transitions = self.evaluate(indicators);
         let deliveries = self.send_due().await;
+        let changed = transitions
+            .iter()
+            .any(|t| matches!(t.to, Some(AlertState::Firing) | Some(AlertState::Resolved)));
+        let alertmanager_posts = self.post_to_alertmanagers(changed).await;
         TickReport {
             transitions,
             deliveries,
+            alertmanager_posts,
         }
     }
 

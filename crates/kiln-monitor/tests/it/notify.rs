@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::routing::post;
 use kiln_monitor::alert::{AlertEngine, AlertingConfig, RouteConfig};
 use kiln_monitor::clock::ManualClock;
 use kiln_monitor::indicator::{Indicators, Labels};
 use kiln_monitor::notify::{
-    NotificationStatus, Notifier, NotifyError, ReceiverConfig, RetryPolicy, WebhookAlert,
-    WebhookPayload,
+    AlertmanagerConfig, NotificationStatus, Notifier, NotifyError, ReceiverConfig, RetryPolicy,
+    WebhookAlert, WebhookPayload,
 };
 use serde_json::{Value, json};
 
@@ -21,6 +21,7 @@ use crate::alerts::{MIN, SEC, T0, latency_rule};
 #[derive(Clone)]
 struct Hit {
     at: Instant,
+    path: String,
     content_type: String,
     body: Value,
 }
@@ -36,12 +37,14 @@ struct Receiver {
 
 async fn hook(
     State(r): State<Receiver>,
+    uri: Uri,
     headers: HeaderMap,
     body: String,
 ) -> (StatusCode, &'static str) {
     let mut hits = r.hits.lock().unwrap();
     hits.push(Hit {
         at: Instant::now(),
+        path: uri.path().to_string(),
         content_type: headers
             .get("content-type")
             .and_then(|v| v.to_str().ok())
@@ -56,8 +59,19 @@ async fn hook(
     }
 }
 
-/// Starts a receiver; returns its URL and the requests it got.
+/// Starts a receiver; returns its webhook URL and the requests it got.
 async fn receiver(
+    fail_first: usize,
+    status: StatusCode,
+    body: &'static str,
+) -> (String, Arc<Mutex<Vec<Hit>>>) {
+    let (base, hits) = server(fail_first, status, body).await;
+    (format!("{base}/hook"), hits)
+}
+
+/// Starts a server answering `/hook` and Alertmanager's `/api/v2/alerts`; returns its base URL
+/// and the requests it got (on both paths, in order).
+async fn server(
     fail_first: usize,
     status: StatusCode,
     body: &'static str,
@@ -69,13 +83,16 @@ async fn receiver(
         status,
         body,
     };
-    let app = Router::new().route("/hook", post(hook)).with_state(state);
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .route("/api/v2/alerts", post(hook))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    (format!("http://{addr}/hook"), hits)
+    (format!("http://{addr}"), hits)
 }
 
 fn hits(h: &Arc<Mutex<Vec<Hit>>>) -> Vec<Hit> {
@@ -313,4 +330,70 @@ async fn client_errors_are_not_retried_and_max_alerts_truncates() {
     assert_eq!(body["truncatedAlerts"], 3);
     assert_eq!(body["receiver"], "chat");
     assert_eq!(body["alerts"][1]["labels"]["column"], "c1");
+}
+
+#[tokio::test]
+async fn alerts_are_posted_to_a_real_alertmanager_on_change_and_every_resend_delay() {
+    let (base, got) = server(1, StatusCode::SERVICE_UNAVAILABLE, "starting").await;
+    let clock = ManualClock::new(T0);
+    let cfg = AlertingConfig {
+        alertmanagers: vec![AlertmanagerConfig::new(format!("{base}/"))],
+        resend_delay_ms: MIN,
+        retry: quick_retries(3),
+        generator_url: "http://kiln.example:5000/alerts?rule={rule}".into(),
+        ..AlertingConfig::new(
+            vec![latency_rule(0)],
+            ReceiverConfig::webhook("oncall", format!("{base}/hook")),
+        )
+    };
+    let mut e = AlertEngine::new(&cfg, Arc::new(clock.clone())).unwrap();
+    let l = Labels::from_pairs([("deployment", "flights")]);
+    let hot = Indicators::new().with(&l, "p99_ms", 30.0);
+    let am_posts = |got: &Arc<Mutex<Vec<Hit>>>| -> Vec<Value> {
+        hits(got)
+            .into_iter()
+            .filter(|h| h.path == "/api/v2/alerts")
+            .map(|h| h.body)
+            .collect()
+    };
+
+    // Fires: posted at once (the first attempt gets a 503 and is retried).
+    let r = e.tick(&hot).await;
+    assert_eq!(r.alertmanager_posts.len(), 1);
+    assert_eq!(r.alertmanager_posts[0].1.as_ref().unwrap().attempts, 2);
+    let posts = am_posts(&got);
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[1],
+        json!([{
+            "labels": {"alertname": "HighLatency", "deployment": "flights", "severity": "page", "team": "serving"},
+            "annotations": {"summary": "p99 is 30 ms on flights", "runbook_url": "runbooks/latency.md"},
+            "startsAt": "2024-05-01T10:00:00Z",
+            "endsAt": "2024-05-01T10:04:00Z",
+            "generatorURL": "http://kiln.example:5000/alerts?rule=HighLatency"
+        }])
+    );
+
+    // Unchanged: not re-posted before the resend delay, then re-posted with a later endsAt.
+    clock.advance_ms(30 * SEC);
+    let r = e.tick(&hot).await;
+    assert!(r.alertmanager_posts.is_empty());
+    assert_eq!(
+        r.deliveries.len(),
+        1,
+        "the webhook receiver still gets its notification"
+    );
+    clock.advance_ms(30 * SEC);
+    assert_eq!(e.tick(&hot).await.alertmanager_posts.len(), 1);
+    let posts = am_posts(&got);
+    assert_eq!(posts.len(), 3);
+    assert_eq!(posts[2][0]["endsAt"], "2024-05-01T10:05:00Z");
+
+    // Resolved: posted at once with the time it resolved.
+    clock.advance_ms(30 * SEC);
+    let r = e.tick(&Indicators::new().with(&l, "p99_ms", 5.0)).await;
+    assert_eq!(r.alertmanager_posts.len(), 1);
+    let posts = am_posts(&got);
+    assert_eq!(posts[3][0]["endsAt"], "2024-05-01T10:01:30Z");
+    assert_eq!(posts[3][0]["startsAt"], "2024-05-01T10:00:00Z");
 }

@@ -9,7 +9,7 @@ use kiln_monitor::clock::{Clock, ManualClock};
 use kiln_monitor::expr::Expr;
 use kiln_monitor::indicator::Labels;
 use kiln_monitor::notify::ReceiverConfig;
-use kiln_monitor::slo::{Objective, SloError, SloSpec, SloTracker, burn_windows};
+use kiln_monitor::slo::{Objective, SloError, SloSpec, SloTracker, SloTrackerState, burn_windows};
 
 use crate::alerts::{MIN, T0};
 
@@ -377,4 +377,44 @@ fn slo_specs_are_validated_and_read_from_configuration() {
         ),
         Err(SloError::Duplicate(_))
     ));
+}
+
+#[test]
+fn counts_survive_a_restart() {
+    let clock = ManualClock::new(T0);
+    let slo = SloSpec::availability("flights-availability", 99.9);
+    let mut t = SloTracker::new(vec![slo.clone()], Arc::new(clock.clone())).unwrap();
+    let l = flights();
+    for m in 0..90 {
+        minute(&mut t, &l, 100, if m >= 80 { 30 } else { 0 });
+        clock.advance_ms(MIN);
+    }
+    let state = t.state();
+    assert_eq!(state.series.len(), 1);
+    assert_eq!(
+        state.series[0].minutes.len(),
+        90,
+        "one bucket per minute with traffic"
+    );
+    assert_eq!(state.series[0].hours.len(), 2);
+    let json = serde_json::to_string(&state).unwrap();
+    let back: SloTrackerState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, state);
+
+    let other = SloSpec::availability("gone", 99.0);
+    let mut t2 = SloTracker::new(vec![slo], Arc::new(clock.clone())).unwrap();
+    let mut with_unknown = back.clone();
+    with_unknown.series.push(kiln_monitor::slo::SeriesState {
+        slo: other.name.clone(),
+        ..back.series[0].clone()
+    });
+    assert_eq!(t2.restore(with_unknown), 1);
+    assert_eq!(t2.indicators(), t.indicators());
+    assert!(
+        t2.burn_rate("flights-availability", &l, 5 * MIN)
+            .unwrap()
+            .unwrap()
+            > 14.4
+    );
+    assert_eq!(t2.state(), state);
 }
