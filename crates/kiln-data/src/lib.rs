@@ -2,6 +2,7 @@
 //! profiles, and feature pipelines. The only crate that depends on Polars.
 
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod read;
 
