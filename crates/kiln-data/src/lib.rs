@@ -13,6 +13,7 @@ mod expect_text;
 pub mod features;
 pub mod fsutil;
 pub mod infer;
+pub mod plain;
 pub mod profile;
 pub mod sketch;
 pub mod training;

@@ -7,10 +7,12 @@
 //! - [`model`]: a loaded version (package or ONNX file) with its transform and queue;
 //!   [`batch`]: the dynamic batcher; [`metrics`]: Prometheus series; [`server`]: the routes.
 //! - [`traffic`]: several versions per name, the weighted split, shadows and pinning.
+//! - [`predlog`]: the prediction log's hook: sampling, request ids, records for a sink.
 
 pub mod batch;
 pub mod metrics;
 pub mod model;
+pub mod predlog;
 pub mod server;
 pub mod traffic;
 

@@ -400,3 +400,51 @@ fn escape(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+/// The prediction log's counters (`kiln_predlog_*`), appended to the exposition when a log
+/// is configured.
+pub fn render_prediction_log(out: &mut String, s: &crate::predlog::SinkStats) {
+    for (name, kind, help, value) in [
+        (
+            "kiln_predlog_records_total",
+            "counter",
+            "Sampled predictions accepted into the prediction log's buffer.",
+            s.records,
+        ),
+        (
+            "kiln_predlog_dropped_total",
+            "counter",
+            "Sampled predictions that will never be written: the buffer was full, or the store still failed at shutdown.",
+            s.dropped,
+        ),
+        (
+            "kiln_predlog_flushes_total",
+            "counter",
+            "Parquet files written by the prediction log.",
+            s.flushes,
+        ),
+        (
+            "kiln_predlog_flush_errors_total",
+            "counter",
+            "Prediction log writes that failed (the records stay buffered and are retried).",
+            s.flush_errors,
+        ),
+        (
+            "kiln_predlog_written_total",
+            "counter",
+            "Predictions written to Parquet files.",
+            s.written,
+        ),
+        (
+            "kiln_predlog_buffered",
+            "gauge",
+            "Predictions accepted and not yet written.",
+            s.buffered,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}

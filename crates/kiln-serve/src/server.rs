@@ -52,6 +52,8 @@ pub struct ServeState {
     pub refuse_nan: std::collections::BTreeSet<String>,
     /// Largest request body accepted (after decompression); larger ones get 413.
     pub max_body_bytes: usize,
+    /// The sampled prediction log, when one is configured.
+    pub prediction_log: Option<crate::predlog::PredictionLog>,
 }
 
 impl ServeState {
@@ -66,6 +68,7 @@ impl ServeState {
             admin_token: None,
             refuse_nan: Default::default(),
             max_body_bytes: 64 << 20,
+            prediction_log: None,
         }
     }
 
@@ -907,6 +910,10 @@ async fn infer_inner(
         series.request(started.elapsed(), false);
         return oip_error(StatusCode::BAD_REQUEST, e);
     }
+    let logged = s
+        .prediction_log
+        .as_ref()
+        .map(|l| l.begin(req.id.as_deref(), request_id_header(headers)));
     let inputs = req.inputs.clone();
     let (outputs, timing) = match predict(s, &model, inputs).await {
         Ok(x) => x,
@@ -931,6 +938,15 @@ async fn infer_inner(
                 .map_err(|e| e.to_string())
         });
         mirror(s, &endpoint, &model, &outputs, decode);
+    }
+    if let Some(l) = &logged {
+        l.record(
+            &model.name,
+            &model.version,
+            started,
+            || crate::predlog::LoggedInputs::Tensors(req.inputs.clone()),
+            &outputs,
+        );
     }
     let encoded = oip::encode_response(
         &model.name,
@@ -961,13 +977,31 @@ async fn infer_inner(
                     );
                 }
             }
-            with_version(r, &model.version)
+            with_request_id(with_version(r, &model.version), logged.as_ref())
         }
         Err(e) => {
             series.request(started.elapsed(), false);
             oip_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
+}
+
+/// A client's `X-Request-Id`.
+fn request_id_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(crate::predlog::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// With a prediction log, every answer names its request id (`X-Request-Id`), by which
+/// feedback refers to the logged prediction.
+fn with_request_id(mut r: Response, logged: Option<&crate::predlog::Logged<'_>>) -> Response {
+    if let Some(l) = logged
+        && let Ok(v) = HeaderValue::from_str(&l.id)
+    {
+        r.headers_mut().insert(crate::predlog::REQUEST_ID_HEADER, v);
+    }
+    r
 }
 
 #[derive(serde::Deserialize)]
@@ -1093,7 +1127,12 @@ async fn invocations(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let inputs = match decode_scoring(content_type, &body, &model) {
+    let logged = s
+        .prediction_log
+        .as_ref()
+        .map(|l| l.begin(None, request_id_header(&headers)));
+    let sampled = logged.as_ref().is_some_and(|l| l.sampled());
+    let (inputs, raw_rows) = match decode_scoring_rows(content_type, &body, &model, sampled) {
         Ok(i) => i,
         Err(r) => {
             series.request(started.elapsed(), false);
@@ -1104,6 +1143,15 @@ async fn invocations(
         series.request(started.elapsed(), false);
         return scoring_error(StatusCode::BAD_REQUEST, e);
     }
+    // Only a sampled request keeps a copy of what it sent.
+    let logged_inputs = match raw_rows {
+        Some(rows) => Some(crate::predlog::LoggedInputs::Rows {
+            columns: model.raw_inputs().to_vec(),
+            rows,
+        }),
+        None if sampled => Some(crate::predlog::LoggedInputs::Tensors(inputs.clone())),
+        None => None,
+    };
     let (outputs, timing) = match predict(&s, &model, inputs).await {
         Ok(x) => x,
         Err(e) => {
@@ -1127,10 +1175,13 @@ async fn invocations(
         });
         mirror(&s, &endpoint, &model, &outputs, decode);
     }
+    if let (Some(l), Some(inputs)) = (&logged, logged_inputs) {
+        l.record(&model.name, &model.version, started, || inputs, &outputs);
+    }
     match scoring::encode_predictions(&outputs) {
         Ok(bytes) => {
             series.request(started.elapsed(), true);
-            with_version(
+            let r = with_version(
                 (
                     StatusCode::OK,
                     [(header::CONTENT_TYPE, "application/json")],
@@ -1138,7 +1189,8 @@ async fn invocations(
                 )
                     .into_response(),
                 &model.version,
-            )
+            );
+            with_request_id(r, logged.as_ref())
         }
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -1154,6 +1206,20 @@ fn decode_scoring(
     body: &[u8],
     model: &ModelVersion,
 ) -> Result<Vec<Tensor>, Box<Response>> {
+    decode_scoring_rows(content_type, body, model, false).map(|(t, _)| t)
+}
+
+/// Raw rows (values in the transform's input order).
+type RawRows = Vec<Vec<kiln_transform::Value>>;
+
+/// [`decode_scoring`], also returning the raw rows a transform encoded when `keep_rows` (for
+/// the prediction log).
+fn decode_scoring_rows(
+    content_type: Option<&str>,
+    body: &[u8],
+    model: &ModelVersion,
+    keep_rows: bool,
+) -> Result<(Vec<Tensor>, Option<RawRows>), Box<Response>> {
     let wants = if model.transform.is_some() {
         scoring::ModelInputs::Columns(model.raw_inputs())
     } else {
@@ -1174,9 +1240,9 @@ fn decode_scoring(
         }
     };
     match batch {
-        scoring::Batch::Tensors(t) => Ok(t),
+        scoring::Batch::Tensors(t) => Ok((t, None)),
         scoring::Batch::Rows { rows } => match model.encode_rows(&rows) {
-            Ok(t) => Ok(vec![t]),
+            Ok(t) => Ok((vec![t], keep_rows.then_some(rows))),
             Err(e) => Err(Box::new(scoring_error(StatusCode::BAD_REQUEST, e))),
         },
     }
@@ -1200,7 +1266,14 @@ async fn metrics(State(s): State<Arc<ServeState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        match &s.prediction_log {
+            Some(l) => {
+                let mut text = s.metrics.render();
+                crate::metrics::render_prediction_log(&mut text, &l.sink.stats());
+                text
+            }
+            None => s.metrics.render(),
+        },
     )
         .into_response()
 }

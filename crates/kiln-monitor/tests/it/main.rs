@@ -4,5 +4,6 @@ mod alerts;
 mod expr;
 mod grouping;
 mod notify;
+mod predlog;
 mod silences;
 mod slo;

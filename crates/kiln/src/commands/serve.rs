@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use kiln_monitor::predlog::{Inputs, Prediction, PredictionLog, PredictionLogConfig};
 use kiln_serve::ServeState;
 use kiln_serve::batch::BatchConfig;
 use kiln_serve::model::ModelVersion;
@@ -77,6 +78,52 @@ pub struct ServeArgs {
     pub store: Option<String>,
     #[arg(long, env = "KILN_ARTIFACTS")]
     pub artifacts: Option<String>,
+    /// Keep a sampled log of predictions (request id, time, model, version, latency, inputs,
+    /// outputs) as Parquet files in this directory or object store (`s3://bucket/prefix`),
+    /// under `predictions/deployment=NAME/date=YYYY-MM-DD/hour=HH/`. Off unless given.
+    #[arg(long, value_name = "URL_OR_DIR")]
+    pub prediction_log: Option<String>,
+    /// The fraction of requests logged, 0 to 1.
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 1.0,
+        requires = "prediction_log"
+    )]
+    pub log_sample: f64,
+    /// Write a file once this many predicted rows are buffered.
+    #[arg(
+        long,
+        value_name = "ROWS",
+        default_value_t = 10_000,
+        requires = "prediction_log"
+    )]
+    pub log_flush_rows: usize,
+    /// Write a file once the oldest buffered prediction has waited this long (seconds); also
+    /// the most a crash can lose.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        requires = "prediction_log"
+    )]
+    pub log_flush_seconds: f64,
+    /// Predictions buffered at most (accepted, not yet written); more are dropped and counted.
+    #[arg(
+        long,
+        value_name = "RECORDS",
+        default_value_t = 100_000,
+        requires = "prediction_log"
+    )]
+    pub log_buffer_records: usize,
+    /// Memory the buffered predictions may take, in MiB; more are dropped and counted.
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 64,
+        requires = "prediction_log"
+    )]
+    pub log_buffer_mib: usize,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -99,6 +146,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
     state.refuse_nan = args.refuse_nan.iter().cloned().collect();
     state.max_body_bytes = args.max_request_bytes.max(1);
+    let prediction_log = open_prediction_log(&args)?;
+    if let Some(log) = &prediction_log {
+        state.prediction_log = Some(kiln_serve::predlog::PredictionLog::new(
+            Arc::new(LogSink(log.clone())),
+            args.log_sample,
+        ));
+    }
     let mut registry: Option<(Store, ArtifactStore)> = None;
     // (served name, model, version, reference) of registered versions, recorded as
     // deployments once the address is known.
@@ -189,6 +243,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     kiln_serve::serve(listener, state, super::server::shutdown_signal()).await?;
+    if let Some(log) = prediction_log {
+        // Every answered request has been handed to the log: write what it holds.
+        let report = tokio::task::spawn_blocking(move || log.close())
+            .await
+            .context("the prediction log's writer stopped")?;
+        if report.discarded > 0 {
+            tracing::error!(
+                written = report.written,
+                lost = report.discarded,
+                "prediction log closed; some predictions could not be written"
+            );
+        } else {
+            tracing::info!(written = report.written, "prediction log closed");
+        }
+    }
     if let Some((store, _)) = &registry {
         store
             .stop_deployments(deployments)
@@ -198,6 +267,78 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("kiln serve stopped");
     Ok(())
+}
+
+/// `--prediction-log` and its settings: the writer, started.
+fn open_prediction_log(args: &ServeArgs) -> anyhow::Result<Option<Arc<PredictionLog>>> {
+    let Some(url) = &args.prediction_log else {
+        return Ok(None);
+    };
+    if !(0.0..=1.0).contains(&args.log_sample) {
+        bail!(
+            "--log-sample {}: expected a fraction from 0 to 1",
+            args.log_sample
+        );
+    }
+    if !(args.log_flush_seconds.is_finite() && args.log_flush_seconds > 0.0) {
+        bail!(
+            "--log-flush-seconds {}: expected a positive number of seconds",
+            args.log_flush_seconds
+        );
+    }
+    let store = ArtifactStore::open(url)
+        .with_context(|| format!("--prediction-log {url}: cannot open the store"))?;
+    let config = PredictionLogConfig {
+        flush_rows: args.log_flush_rows.max(1),
+        flush_interval: Duration::from_secs_f64(args.log_flush_seconds),
+        max_buffered_records: args.log_buffer_records.max(1),
+        max_buffered_bytes: args.log_buffer_mib.max(1) << 20,
+        ..PredictionLogConfig::default()
+    };
+    let log = PredictionLog::start(store, config, Arc::new(kiln_monitor::clock::SystemClock))
+        .context("cannot start the prediction log")?;
+    tracing::info!(
+        url = %url,
+        sample = args.log_sample,
+        flush_rows = args.log_flush_rows,
+        flush_seconds = args.log_flush_seconds,
+        "prediction log on"
+    );
+    Ok(Some(Arc::new(log)))
+}
+
+/// The data plane's prediction sink, backed by `kiln-monitor`'s Parquet writer (kiln-serve
+/// does not know kiln-monitor; the record moves across field by field, nothing is copied).
+struct LogSink(Arc<PredictionLog>);
+
+impl kiln_serve::predlog::PredictionSink for LogSink {
+    fn record(&self, r: kiln_serve::predlog::PredictionRecord) {
+        use kiln_serve::predlog::LoggedInputs;
+        self.0.record(Prediction {
+            deployment: r.model,
+            version: r.version,
+            request_id: r.request_id,
+            time_us: r.time_us,
+            latency_us: r.latency_us,
+            inputs: match r.inputs {
+                LoggedInputs::Tensors(t) => Inputs::Tensors(t),
+                LoggedInputs::Rows { columns, rows } => Inputs::Rows { columns, rows },
+            },
+            outputs: r.outputs,
+        });
+    }
+
+    fn stats(&self) -> kiln_serve::predlog::SinkStats {
+        let s = self.0.stats();
+        kiln_serve::predlog::SinkStats {
+            records: s.records,
+            dropped: s.dropped,
+            flushes: s.flushes,
+            flush_errors: s.flush_errors,
+            written: s.written,
+            buffered: s.buffered,
+        }
+    }
 }
 
 /// `--traffic NAME=V:W,…` and `--shadow NAME=V,…` as one traffic spec per name.

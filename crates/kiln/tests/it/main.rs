@@ -4,6 +4,7 @@ mod crash;
 mod data;
 mod lifecycle;
 mod loadtest;
+mod predlog;
 mod release;
 mod serve;
 mod train;
