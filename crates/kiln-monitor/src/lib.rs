@@ -2,6 +2,7 @@
 //! machine, notifications (Alertmanager webhook v4), incidents and rollback decisions.
 //!
 //! - [`clock`]: the injectable clock every time-dependent part takes, so tests step time.
+//! - [`config`]: the `[deploy.*]` and `[monitor.*]` sections of `kiln.toml`.
 //! - [`alert`]: `when` expressions over indicators, pending → firing → resolved, grouping,
 //!   silences, notifications.
 //! - [`slo`]: SLOs turned into multi-window burn-rate alerts.
@@ -10,12 +11,16 @@
 //! - [`expr`]: the `when` expression language (comparisons, `and`/`or`/`not`, arithmetic, label
 //!   selectors; missing values are "no data" and never fire).
 //! - [`notify`]: Alertmanager webhook v4 payloads and the notifier that POSTs them with retries.
+//! - [`window`]: indicators over time windows (rates, error ratio, latency quantiles) from
+//!   sampled cumulative counters.
 //! - [`predlog`]: the sampled prediction log, buffered in bounded memory and written as Parquet.
 
 pub mod alert;
 pub mod clock;
+pub mod config;
 pub mod expr;
 pub mod indicator;
 pub mod notify;
 pub mod predlog;
 pub mod slo;
+pub mod window;

@@ -94,6 +94,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when a job arrives or the queue closes.
     ready: Condvar,
+    /// Fault injection: extra time each predictor call takes, in microseconds (0: none).
+    fault_delay_us: AtomicU64,
 }
 
 /// The queue of one model version. Dropping it stops the threads once the queue drains.
@@ -112,6 +114,7 @@ impl Batcher {
                 closed: false,
             }),
             ready: Condvar::new(),
+            fault_delay_us: AtomicU64::new(0),
         });
         let stats = Arc::new(BatchStats::default());
         let mut threads = vec![];
@@ -161,6 +164,19 @@ impl Batcher {
         }
         self.shared.ready.notify_one();
         rx.await.map_err(|_| BatchError::Closed)?
+    }
+
+    /// Fault injection (for drills and the demo): every predictor call takes `delay` longer,
+    /// on the inference thread, as a slow model would. Zero turns it off.
+    pub fn inject_latency(&self, delay: Duration) {
+        self.shared
+            .fault_delay_us
+            .store(delay.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The injected delay, if any.
+    pub fn injected_latency(&self) -> Duration {
+        Duration::from_micros(self.shared.fault_delay_us.load(Ordering::Relaxed))
     }
 
     /// Stops taking requests; queued ones are still answered. Waits for the threads.
@@ -254,11 +270,12 @@ fn run(shared: &Shared, predictor: &dyn Predictor, config: BatchConfig, stats: &
             }
             batch
         };
-        execute(batch, predictor, stats);
+        let fault = shared.fault_delay_us.load(Ordering::Relaxed);
+        execute(batch, predictor, stats, Duration::from_micros(fault));
     }
 }
 
-fn execute(batch: Vec<Job>, predictor: &dyn Predictor, stats: &BatchStats) {
+fn execute(batch: Vec<Job>, predictor: &dyn Predictor, stats: &BatchStats, fault: Duration) {
     let start = Instant::now();
     // Expired requests are answered without computing.
     let (live, expired): (Vec<Job>, Vec<Job>) = batch
@@ -272,6 +289,9 @@ fn execute(batch: Vec<Job>, predictor: &dyn Predictor, stats: &BatchStats) {
         return;
     }
     let rows: usize = live.iter().map(|j| j.rows).sum();
+    if !fault.is_zero() {
+        std::thread::sleep(fault);
+    }
     let result = if live.len() == 1 {
         predictor.predict(&live[0].inputs)
     } else {

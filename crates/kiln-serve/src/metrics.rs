@@ -27,7 +27,78 @@ struct Histogram {
     count: AtomicU64,
 }
 
+/// A histogram read at one instant: per-bucket counts (not cumulative; values above the last
+/// bound count only in `count`), the total count and the sum in the histogram's micro-units.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramSnapshot {
+    pub bounds: &'static [f64],
+    pub counts: Vec<u64>,
+    pub count: u64,
+    pub sum_units: u64,
+}
+
+impl HistogramSnapshot {
+    /// What was observed between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.saturating_sub(earlier.counts.get(i).copied().unwrap_or(0)))
+                .collect(),
+            count: self.count.saturating_sub(earlier.count),
+            sum_units: self.sum_units.saturating_sub(earlier.sum_units),
+        }
+    }
+
+    /// The `q` quantile (0–1) as the upper bound of the bucket it falls in (Prometheus'
+    /// `histogram_quantile` without interpolation, so never an underestimate); `+Inf` above
+    /// the last bound; `None` with no observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            seen += c;
+            if seen >= rank {
+                return Some(*b);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    /// Observations above `bound` (counted by whole buckets: those whose upper bound is above
+    /// it).
+    pub fn above(&self, bound: f64) -> u64 {
+        let at_or_below: u64 = self
+            .bounds
+            .iter()
+            .zip(&self.counts)
+            .filter(|(b, _)| **b <= bound)
+            .map(|(_, c)| c)
+            .sum();
+        self.count.saturating_sub(at_or_below)
+    }
+}
+
 impl Histogram {
+    fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            count: self.count.load(Ordering::Relaxed),
+            sum_units: self.sum.load(Ordering::Relaxed),
+        }
+    }
+
     fn new(bounds: &'static [f64]) -> Histogram {
         Histogram {
             bounds,
@@ -62,7 +133,10 @@ impl Histogram {
 /// The series of one model version.
 pub struct VersionMetrics {
     pub requests: AtomicU64,
+    /// Every failed request, client mistakes included (as Triton counts them).
     pub failures: AtomicU64,
+    /// Failures that are the server's: 5xx, 429 and timeouts (what availability counts).
+    pub server_errors: AtomicU64,
     /// Nanosecond totals for Triton's statistics extension.
     pub success_ns: AtomicU64,
     pub failure_ns: AtomicU64,
@@ -83,6 +157,7 @@ impl VersionMetrics {
         VersionMetrics {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
             success_ns: AtomicU64::new(0),
             failure_ns: AtomicU64::new(0),
             queue_ns: AtomicU64::new(0),
@@ -112,6 +187,17 @@ impl VersionMetrics {
         }
         self.request_seconds
             .observe(took.as_secs_f64(), took.as_micros() as u64);
+    }
+
+    /// A failed request (already counted by [`request`](Self::request)) that was the server's
+    /// fault or its refusal under load.
+    pub fn server_error(&self) {
+        self.server_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The request-time histogram as it stands (seconds), for windows computed by difference.
+    pub fn latency_snapshot(&self) -> HistogramSnapshot {
+        self.request_seconds.snapshot()
     }
 
     /// The queue and compute time of a request that reached the predictor.
@@ -286,6 +372,20 @@ impl Metrics {
                 s.failures.load(Ordering::Relaxed)
             );
         }
+        series(
+            &mut out,
+            "kiln_inference_server_errors_total",
+            "counter",
+            "Failed requests that were the server's: 5xx, 429 and timeouts.",
+        );
+        for ((m, v), s) in versions.iter() {
+            let _ = writeln!(
+                out,
+                "kiln_inference_server_errors_total{{{}}} {}",
+                labels(m, v),
+                s.server_errors.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, pick, scale) in [
             (
                 "kiln_inference_request_duration_seconds",
@@ -446,5 +546,34 @@ pub fn render_prediction_log(out: &mut String, s: &crate::predlog::SinkStats) {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_give_window_quantiles_and_tail_counts() {
+        let h = Histogram::new(&TIME_BUCKETS);
+        for _ in 0..90 {
+            h.observe(0.0003, 300); // ≤ 0.0005
+        }
+        let before = h.snapshot();
+        for _ in 0..98 {
+            h.observe(0.0008, 800); // ≤ 0.001
+        }
+        h.observe(0.02, 20_000); // ≤ 0.025
+        h.observe(9.0, 9_000_000); // above every bound
+        let w = h.snapshot().since(&before);
+        assert_eq!(w.count, 100);
+        assert_eq!(w.quantile(0.5), Some(0.001));
+        assert_eq!(w.quantile(0.99), Some(0.025));
+        assert_eq!(w.quantile(1.0), Some(f64::INFINITY));
+        assert_eq!(w.above(0.001), 2);
+        assert_eq!(w.above(0.025), 1);
+        assert_eq!(w.sum_units, 98 * 800 + 20_000 + 9_000_000);
+        assert_eq!(before.quantile(0.99), Some(0.0005));
+        assert_eq!(HistogramSnapshot::default().quantile(0.5), None);
     }
 }

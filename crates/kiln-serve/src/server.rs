@@ -36,6 +36,9 @@ pub trait Loader: Send + Sync {
 /// Shared state of the data plane.
 pub struct ServeState {
     models: RwLock<BTreeMap<String, Arc<Endpoint>>>,
+    /// The last split and shadows set for each name, re-applied when the name is loaded again
+    /// after an unload (while its versions are the same).
+    traffic_set: RwLock<BTreeMap<String, TrafficSpec>>,
     /// Reloads models for `/v2/repository/models/{m}/load`.
     pub loader: Option<Arc<dyn Loader>>,
     pub metrics: Metrics,
@@ -60,6 +63,7 @@ impl ServeState {
     pub fn new(max_in_flight: usize, request_timeout: Duration, kiln_version: &str) -> ServeState {
         ServeState {
             models: RwLock::new(BTreeMap::new()),
+            traffic_set: RwLock::new(BTreeMap::new()),
             loader: None,
             metrics: Metrics::default(),
             max_in_flight,
@@ -108,7 +112,15 @@ impl ServeState {
                 for v in it {
                     e = e.with_version(v);
                 }
-                e
+                let set = self.traffic_set.read().unwrap_or_else(|p| p.into_inner());
+                match set.get(name).map(|spec| e.with_traffic(spec)) {
+                    Some(Ok(with)) => with,
+                    Some(Err(why)) => {
+                        tracing::warn!(model = %name, %why, "the traffic set before the unload no longer applies; the first version takes all traffic");
+                        e
+                    }
+                    None => e,
+                }
             }
         };
         models.insert(name.to_string(), Arc::new(next));
@@ -124,6 +136,10 @@ impl ServeState {
         let next = e.with_traffic(spec)?;
         let out = next.traffic();
         models.insert(name.to_string(), Arc::new(next));
+        self.traffic_set
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), out.clone());
         Ok(out)
     }
 
@@ -920,6 +936,9 @@ async fn infer_inner(
         Err(e) => {
             series.request(started.elapsed(), false);
             let status = batch_status(&e);
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                series.server_error();
+            }
             let r = oip_error(status, e.to_string());
             return if status == StatusCode::TOO_MANY_REQUESTS {
                 busy(r)
@@ -981,6 +1000,7 @@ async fn infer_inner(
         }
         Err(e) => {
             series.request(started.elapsed(), false);
+            series.server_error();
             oip_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }
@@ -1157,6 +1177,9 @@ async fn invocations(
         Err(e) => {
             series.request(started.elapsed(), false);
             let status = batch_status(&e);
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                series.server_error();
+            }
             let r = scoring_error(status, e.to_string());
             return if status == StatusCode::TOO_MANY_REQUESTS {
                 busy(r)
@@ -1194,6 +1217,7 @@ async fn invocations(
         }
         Err(e) => {
             series.request(started.elapsed(), false);
+            series.server_error();
             scoring_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }
     }

@@ -50,6 +50,13 @@ enum Command {
     /// Load a model server at a constant rate or through a concurrency sweep; print
     /// throughput and latency percentiles, and an SLO verdict (exit 1 when it fails).
     Loadtest(commands::loadtest::LoadtestArgs),
+    /// Incidents opened by page-level alerts: list, show one with its timeline, likely
+    /// trigger and runbook, resolve with a note.
+    Incidents(commands::incidents::IncidentsArgs),
+    /// Labels for earlier predictions, by request id (also `POST /api/kiln/feedback`).
+    Feedback(commands::feedback::FeedbackArgs),
+    /// Alerts of a monitored deployment, and silences for them.
+    Alerts(commands::alerts::AlertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +80,9 @@ fn main() -> ExitCode {
         Command::Lineage(args) => commands::lineage::run(args),
         Command::Card(args) => commands::card::run(args),
         Command::Loadtest(args) => commands::loadtest::run(args),
+        Command::Incidents(args) => commands::incidents::run(args),
+        Command::Feedback(args) => commands::feedback::run(args),
+        Command::Alerts(args) => commands::alerts::run(args),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,12 @@ pub struct KilnToml {
     pub costs: Costs,
     #[serde(default)]
     pub release: BTreeMap<String, ReleaseConfig>,
+    /// `[deploy.NAME]`: SLOs and canary policy of a served name (read by `kiln serve --monitor`).
+    #[serde(default)]
+    pub deploy: BTreeMap<String, kiln_monitor::config::DeployConfig>,
+    /// `[monitor.NAME]`: alert rules, receivers, drift settings.
+    #[serde(default)]
+    pub monitor: BTreeMap<String, kiln_monitor::config::MonitorConfig>,
 }
 
 /// `[release.MODEL]`: the release policy of a registered model (the server enforces it once

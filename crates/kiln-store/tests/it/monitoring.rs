@@ -28,13 +28,26 @@ async fn feedback_events_incidents_and_state() {
             .await
             .unwrap();
         let fb = store.feedback("delay").await.unwrap();
-        let labels: Vec<_> = fb.iter().map(|f| (f.request_id.as_str(), &f.label)).collect();
-        assert_eq!(labels, vec![("r1", &json!(0)), ("r2", &json!("late"))], "{kind}");
+        let labels: Vec<_> = fb
+            .iter()
+            .map(|f| (f.request_id.as_str(), &f.label))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![("r1", &json!(0)), ("r2", &json!("late"))],
+            "{kind}"
+        );
         let e = store
-            .put_feedback("delay", vec![("r3".into(), json!(1)), ("r4".into(), json!([1]))])
+            .put_feedback(
+                "delay",
+                vec![("r3".into(), json!(1)), ("r4".into(), json!([1]))],
+            )
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("item 1 (request `r4`)"), "{kind}: {e}");
+        assert!(
+            e.to_string().contains("item 1 (request `r4`)"),
+            "{kind}: {e}"
+        );
         let e = store
             .put_feedback("delay", vec![("".into(), json!(1))])
             .await
@@ -141,14 +154,26 @@ async fn feedback_events_incidents_and_state() {
             .unwrap_err();
         assert!(matches!(e, StoreError::Conflict(_)), "{kind}: {e}");
         assert!(matches!(
-            store.resolve_incident(9, "bob", "x", now).await.unwrap_err(),
+            store
+                .resolve_incident(9, "bob", "x", now)
+                .await
+                .unwrap_err(),
             StoreError::NotFound(_)
         ));
-        let open: Vec<i64> = store.incidents(true).await.unwrap().iter().map(|i| i.id).collect();
+        let open: Vec<i64> = store
+            .incidents(true)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| i.id)
+            .collect();
         assert_eq!(open, vec![2], "{kind}");
         let got = store.incident(1).await.unwrap();
         assert_eq!(got.evidence["p99_ms"], 41.0);
-        assert_eq!(got.resolution.as_deref(), Some("rolled back; the canary was slow"));
+        assert_eq!(
+            got.resolution.as_deref(),
+            Some("rolled back; the canary was slow")
+        );
         let tl = store
             .timeline("delay", now - 60_000, now + 60_000)
             .await

@@ -1,10 +1,14 @@
+pub mod alerts;
 pub mod card;
 pub mod client;
 pub mod data;
 pub mod features;
+pub mod feedback;
+pub mod incidents;
 pub mod keys;
 pub mod lineage;
 pub mod loadtest;
+pub mod monitor_loop;
 pub mod package;
 pub mod release;
 pub mod serve;

@@ -78,6 +78,24 @@ pub struct ServeArgs {
     pub store: Option<String>,
     #[arg(long, env = "KILN_ARTIFACTS")]
     pub artifacts: Option<String>,
+    /// Watch every served name that has a `[deploy.NAME]` or `[monitor.NAME]` section in the
+    /// project file: windowed latency, error and request rates per version, SLO burn rates,
+    /// alert rules with notifications, incidents for page alerts, and automatic rollback of a
+    /// canary that breaches `[deploy.NAME].canary.rollback_when`. Incidents and the timeline
+    /// go to the metadata store (`--store` / `--data-dir`).
+    #[arg(long)]
+    pub monitor: bool,
+    /// The project file `--monitor` reads.
+    #[arg(long, env = "KILN_CONFIG", default_value = "kiln.toml")]
+    pub config: PathBuf,
+    /// How often the monitor evaluates, in milliseconds (default: the shortest
+    /// `[monitor.*].interval`, else 5 s).
+    #[arg(long, requires = "monitor")]
+    pub monitor_interval_ms: Option<u64>,
+    /// `NAME=VERSION:MS`: fault injection for drills and the demo: every predictor call of
+    /// that version takes MS milliseconds longer, as a slow model would. Repeatable.
+    #[arg(long = "inject-latency", value_name = "NAME=V:MS")]
+    pub inject_latency: Vec<String>,
     /// Keep a sampled log of predictions (request id, time, model, version, latency, inputs,
     /// outputs) as Parquet files in this directory or object store (`s3://bucket/prefix`),
     /// under `predictions/deployment=NAME/date=YYYY-MM-DD/hour=HH/`. Off unless given.
@@ -205,6 +223,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .set_traffic(&name, &traffic)
             .map_err(|e| anyhow::anyhow!("--traffic/--shadow for `{name}`: {e}"))?;
     }
+    for spec in &args.inject_latency {
+        let parsed = spec.split_once('=').and_then(|(n, rest)| {
+            let (v, ms) = rest.split_once(':')?;
+            Some((
+                n,
+                v,
+                ms.parse::<f64>()
+                    .ok()
+                    .filter(|m| m.is_finite() && *m >= 0.0)?,
+            ))
+        });
+        let Some((name, version, ms)) = parsed else {
+            bail!("--inject-latency {spec:?}: expected NAME=VERSION:MILLISECONDS");
+        };
+        let Some(model) = state
+            .endpoint(name)
+            .and_then(|e| e.version(version).cloned())
+        else {
+            bail!(
+                "--inject-latency {spec:?}: no version `{version}` of a model `{name}` is loaded"
+            );
+        };
+        model
+            .batcher
+            .inject_latency(Duration::from_secs_f64(ms / 1e3));
+        tracing::warn!(
+            model = name,
+            version,
+            ms,
+            "fault injection: every predictor call is slower"
+        );
+    }
     state.loader = Some(Arc::new(Repo {
         specs,
         batch,
@@ -213,6 +263,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         numbers: std::sync::Mutex::new(numbers),
     }));
     let state = Arc::new(state);
+    let monitor = if args.monitor {
+        let project = crate::project::Project::load(&args.config)?;
+        let store = match &registry {
+            Some((store, _)) => store.clone(),
+            None => open_registry(&args).await?.0,
+        };
+        let m = super::monitor_loop::Monitor::new(
+            state.clone(),
+            store,
+            Arc::new(kiln_monitor::clock::SystemClock),
+            served.clone(),
+            &project.file.deploy,
+            &project.file.monitor,
+            args.monitor_interval_ms.map(Duration::from_millis),
+        )?;
+        tracing::info!(interval_ms = m.interval.as_millis() as u64, "monitor on");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        Some((stop, tokio::spawn(m.run(stopped))))
+    } else {
+        None
+    };
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
@@ -243,6 +314,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     kiln_serve::serve(listener, state, super::server::shutdown_signal()).await?;
+    if let Some((stop, task)) = monitor {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
     if let Some(log) = prediction_log {
         // Every answered request has been handed to the log: write what it holds.
         let report = tokio::task::spawn_blocking(move || log.close())
@@ -444,7 +519,15 @@ fn load_path(
 async fn open_registry(args: &ServeArgs) -> anyhow::Result<(Store, ArtifactStore)> {
     let store_url = match &args.store {
         Some(u) => u.clone(),
-        None => format!("sqlite://{}", args.data_dir.join("kiln.db").display()),
+        None => {
+            std::fs::create_dir_all(&args.data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}",
+                    args.data_dir.display()
+                )
+            })?;
+            format!("sqlite://{}", args.data_dir.join("kiln.db").display())
+        }
     };
     let store = Store::open(&store_url)
         .await

@@ -4,6 +4,7 @@ mod crash;
 mod data;
 mod lifecycle;
 mod loadtest;
+mod monitor;
 mod predlog;
 mod release;
 mod serve;

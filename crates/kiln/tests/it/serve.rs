@@ -12,13 +12,13 @@ use serde_json::{Value, json};
 
 use crate::kiln_bin;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/onnx")
 }
 
-struct Served {
-    child: Child,
-    url: String,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) url: String,
 }
 
 impl Drop for Served {
@@ -28,7 +28,7 @@ impl Drop for Served {
     }
 }
 
-fn serve(args: &[&str]) -> (Served, Duration) {
+pub(crate) fn serve(args: &[&str]) -> (Served, Duration) {
     let started = Instant::now();
     let mut child = Command::new(kiln_bin())
         .args(["serve", "--port", "0"])
@@ -51,7 +51,7 @@ fn serve(args: &[&str]) -> (Served, Duration) {
 }
 
 /// The fixture's inputs (rows × 30) and onnxruntime's probabilities.
-fn fixture() -> (Vec<Vec<f32>>, Vec<[f32; 2]>) {
+pub(crate) fn fixture() -> (Vec<Vec<f32>>, Vec<[f32; 2]>) {
     let x: Value =
         serde_json::from_slice(&std::fs::read(fixtures().join("data/breast_cancer.json")).unwrap())
             .unwrap();
@@ -85,7 +85,7 @@ fn fixture() -> (Vec<Vec<f32>>, Vec<[f32; 2]>) {
     (rows, probs)
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -735,6 +735,34 @@ fn canary_split_pinning_and_traffic_changes() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
+        // Unloaded and loaded again, the name keeps the traffic last set for it.
+        for op in ["unload", "load"] {
+            let r = c
+                .post(format!("{url}/v2/repository/models/gb/{op}"))
+                .bearer_auth("s3cret")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{op}: {}", r.text().await.unwrap());
+        }
+        let t: Value = c
+            .get(format!("{url}/api/kiln/serve/models/gb/traffic"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["weights"], json!({"1": 0, "2": 100}), "{t}");
+        for _ in 0..20 {
+            let r = c
+                .post(format!("{url}/invocations"))
+                .json(&json!({"inputs": [rows[2]]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["x-kiln-version"], "2");
+        }
     });
     drop(server);
 }

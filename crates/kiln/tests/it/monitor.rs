@@ -1,0 +1,264 @@
+//! `kiln serve --monitor`: a canary made slow by fault injection is taken back to 0% traffic
+//! by itself under load, with no failed request; a page alert reaches a webhook receiver as
+//! an Alertmanager v4 payload; incidents record the evidence and the timeline.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::kiln_bin;
+use crate::serve::{fixture, fixtures, rt, serve};
+
+#[test]
+fn a_slow_canary_is_rolled_back_under_load_and_the_incident_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let rt = rt();
+    // The webhook receiver.
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook = {
+        let received = received.clone();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+                let received = received.clone();
+                async move {
+                    received.lock().unwrap().push(v);
+                    "ok"
+                }
+            }),
+        );
+        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/hook")
+    };
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[deploy.gb]
+canary = {{ rollback_when = ["error_rate > 0.05", "p99_ms > 20"], min_requests = 20, window = "3s" }}
+
+[monitor.gb]
+window = "3s"
+receivers = [{{ name = "oncall", url = "{hook}" }}]
+route = {{ receiver = "oncall", group_by = ["alertname"], group_wait = "0s", group_interval = "1s" }}
+alerts = [{{ name = "HighLatency", when = "p99_ms > 20", for = "0s", severity = "page", runbook = "runbooks/high-latency.md", summary = "p99 of {{{{ $labels.version }}}} is {{{{ $value }}}} ms" }}]
+"#
+        ),
+    )
+    .unwrap();
+    let model = fixtures().join("gb_classifier.onnx");
+    let m = format!("gb={}", model.display());
+    let (server, _) = serve(&[
+        "--model",
+        &m,
+        "--model",
+        &m,
+        "--traffic",
+        "gb=1:70,2:30",
+        "--inject-latency",
+        "gb=2:40",
+        "--monitor",
+        "--config",
+        config.to_str().unwrap(),
+        "--monitor-interval-ms",
+        "250",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let url = server.url.clone();
+    let (rows, _) = fixture();
+    let rows: Vec<Vec<f32>> = rows
+        .into_iter()
+        .filter(|r| r.iter().all(|x| x.is_finite()))
+        .collect();
+
+    // Load from 4 clients until the canary is out of traffic (or 30 s pass).
+    let started = Instant::now();
+    let (answers, rolled_back_after) = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = vec![];
+        for k in 0..4 {
+            let (c, url, rows, done) = (c.clone(), url.clone(), rows.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut out: Vec<(u16, String, Instant)> = vec![];
+                let mut i = k;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = c
+                        .post(format!("{url}/invocations"))
+                        .json(&json!({"inputs": [rows[i % rows.len()]]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let v = r
+                        .headers()
+                        .get("x-kiln-version")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    out.push((r.status().as_u16(), v, Instant::now()));
+                    i += 4;
+                }
+                out
+            }));
+        }
+        let mut rolled_back_after = None;
+        while started.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let t: Value = c
+                .get(format!("{url}/api/kiln/serve/models/gb/traffic"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if t["weights"]["2"] == 0 {
+                rolled_back_after = Some(started.elapsed());
+                assert_eq!(t["weights"]["1"], 100, "{t}");
+                break;
+            }
+        }
+        // Keep the load on a little after the rollback.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = vec![];
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        (all, rolled_back_after)
+    });
+    let after = rolled_back_after.expect("the canary was not rolled back within 30 s");
+    // The canary needs a 3 s window of evidence; then one monitor interval.
+    assert!(
+        after < Duration::from_secs(15),
+        "rolled back after {after:?}"
+    );
+    // No failed request, before, during or after.
+    let failed: Vec<_> = answers.iter().filter(|(s, _, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let canary = answers.iter().filter(|(_, v, _)| v == "2").count();
+    assert!(
+        canary >= 20,
+        "the canary served {canary} of {}",
+        answers.len()
+    );
+    // Nothing reaches the canary once the rollback is visible (in-flight ones aside).
+    let cutoff = started + after + Duration::from_millis(200);
+    let late = answers
+        .iter()
+        .filter(|(_, v, at)| v == "2" && *at > cutoff)
+        .count();
+    assert_eq!(late, 0, "canary answers after the rollback");
+
+    // The webhook saw the page alert as an Alertmanager v4 payload.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let payload = loop {
+        let got = received.lock().unwrap().clone();
+        if let Some(p) = got
+            .iter()
+            .find(|p| p["commonLabels"]["alertname"] == "HighLatency")
+        {
+            break p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HighLatency notification: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(payload["version"], "4", "{payload}");
+    assert_eq!(payload["receiver"], "oncall");
+    let alert = &payload["alerts"][0];
+    assert_eq!(alert["labels"]["deployment"], "gb", "{payload}");
+    assert_eq!(alert["labels"]["version"], "2", "{payload}");
+    assert_eq!(alert["labels"]["severity"], "page", "{payload}");
+    assert!(
+        alert["annotations"]["runbook_url"]
+            .as_str()
+            .is_some_and(|r| r.contains("high-latency")),
+        "{payload}"
+    );
+    drop(server);
+
+    // Incidents: the rollback, with its evidence and timeline.
+    let kiln = |args: &[&str]| {
+        let out = Command::new(kiln_bin())
+            .args(args)
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env("KILN_LOG", "warn")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list: Value = serde_json::from_str(&kiln(&["incidents", "list", "--json"])).unwrap();
+    let list = list.as_array().unwrap();
+    let rollback = list
+        .iter()
+        .find(|i| i["title"].as_str().unwrap().starts_with("CanaryRolledBack"))
+        .unwrap_or_else(|| panic!("no rollback incident: {list:?}"));
+    let ev = &rollback["evidence"];
+    assert_eq!(ev["canary"], "2", "{ev}");
+    assert_eq!(ev["stable"], "1", "{ev}");
+    assert_eq!(ev["condition"], "p99_ms > 20", "{ev}");
+    assert!(
+        ev["canary_indicators"]["p99_ms"].as_f64().unwrap() > 20.0,
+        "{ev}"
+    );
+    assert!(
+        ev["canary_indicators"]["requests"].as_f64().unwrap() >= 20.0,
+        "{ev}"
+    );
+    assert!(
+        ev["stable_indicators"]["p99_ms"].as_f64().unwrap_or(0.0)
+            < ev["canary_indicators"]["p99_ms"].as_f64().unwrap(),
+        "{ev}"
+    );
+    assert_eq!(ev["weights_after"], json!({"1": 100, "2": 0}), "{ev}");
+    assert!(
+        list.iter().any(|i| i["title"] == "HighLatency firing"),
+        "no incident for the page alert: {list:?}"
+    );
+    let id = rollback["id"].to_string();
+    let shown = kiln(&["incidents", "show", &id]);
+    assert!(
+        shown.contains("rollback") && shown.contains("v1:70,v2:30"),
+        "{shown}"
+    );
+    assert!(shown.contains("likely trigger"), "{shown}");
+    assert!(shown.contains("runbook: runbooks/rollback.md"), "{shown}");
+    let out = kiln(&[
+        "incidents",
+        "resolve",
+        &id,
+        "--note",
+        "fault injection drill",
+    ]);
+    assert!(out.contains("resolved"), "{out}");
+    let open: Value = serde_json::from_str(&kiln(&["incidents", "list", "--json"])).unwrap();
+    assert!(
+        open.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["id"].as_i64() != rollback["id"].as_i64()),
+        "{open}"
+    );
+}
