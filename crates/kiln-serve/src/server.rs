@@ -36,9 +36,10 @@ pub trait Loader: Send + Sync {
 /// Shared state of the data plane.
 pub struct ServeState {
     models: RwLock<BTreeMap<String, Arc<Endpoint>>>,
-    /// The last split and shadows set for each name, re-applied when the name is loaded again
-    /// after an unload (while its versions are the same).
-    traffic_set: RwLock<BTreeMap<String, TrafficSpec>>,
+    /// The last split and shadows set for each name, with the versions in slot order at the
+    /// time, re-applied slot by slot when the name is loaded again after an unload (its
+    /// versions may have new numbers then).
+    traffic_set: RwLock<BTreeMap<String, (Vec<String>, TrafficSpec)>>,
     /// Reloads models for `/v2/repository/models/{m}/load`.
     pub loader: Option<Arc<dyn Loader>>,
     pub metrics: Metrics,
@@ -113,7 +114,26 @@ impl ServeState {
                     e = e.with_version(v);
                 }
                 let set = self.traffic_set.read().unwrap_or_else(|p| p.into_inner());
-                match set.get(name).map(|spec| e.with_traffic(spec)) {
+                let now = e.versions();
+                let by_slot = set.get(name).map(|(then, spec)| {
+                    let relabel = |v: &String| {
+                        then.iter()
+                            .position(|t| t == v)
+                            .and_then(|i| now.get(i))
+                            .cloned()
+                            .unwrap_or_else(|| v.clone())
+                    };
+                    let spec = if then.len() == now.len() {
+                        TrafficSpec {
+                            weights: spec.weights.iter().map(|(v, w)| (relabel(v), *w)).collect(),
+                            shadow: spec.shadow.iter().map(relabel).collect(),
+                        }
+                    } else {
+                        spec.clone()
+                    };
+                    e.with_traffic(&spec)
+                });
+                match by_slot {
                     Some(Ok(with)) => with,
                     Some(Err(why)) => {
                         tracing::warn!(model = %name, %why, "the traffic set before the unload no longer applies; the first version takes all traffic");
@@ -135,11 +155,12 @@ impl ServeState {
         };
         let next = e.with_traffic(spec)?;
         let out = next.traffic();
+        let slots = next.versions();
         models.insert(name.to_string(), Arc::new(next));
         self.traffic_set
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), out.clone());
+            .insert(name.to_string(), (slots, out.clone()));
         Ok(out)
     }
 

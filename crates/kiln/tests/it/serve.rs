@@ -735,7 +735,8 @@ fn canary_split_pinning_and_traffic_changes() {
             .await
             .unwrap();
         assert_eq!(r.status(), 401);
-        // Unloaded and loaded again, the name keeps the traffic last set for it.
+        // Unloaded and loaded again (the files get new numbers, 3 and 4), the name keeps the
+        // traffic last set for it, slot by slot.
         for op in ["unload", "load"] {
             let r = c
                 .post(format!("{url}/v2/repository/models/gb/{op}"))
@@ -753,7 +754,7 @@ fn canary_split_pinning_and_traffic_changes() {
             .json()
             .await
             .unwrap();
-        assert_eq!(t["weights"], json!({"1": 0, "2": 100}), "{t}");
+        assert_eq!(t["weights"], json!({"3": 0, "4": 100}), "{t}");
         for _ in 0..20 {
             let r = c
                 .post(format!("{url}/invocations"))
@@ -761,7 +762,7 @@ fn canary_split_pinning_and_traffic_changes() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.headers()["x-kiln-version"], "2");
+            assert_eq!(r.headers()["x-kiln-version"], "4");
         }
     });
     drop(server);
