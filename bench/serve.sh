@@ -36,6 +36,12 @@
 #   BENCH_COLD_KILN       Kiln cold starts [5]       BENCH_COLD_ANCHORS  each anchor's [3]
 #   BENCH_PREDICT         1: run the in-process predictor (batches 1 and 100) before and after
 #                         the load phase, for the 100-row target [1]
+#   BENCH_PROBE_SECONDS   diagnostic: 1-row requests from a sequential Python client, 1 connection,
+#                         latencies as measured (wrk corrects for coordinated omission) [10; 0 skips]
+#   BENCH_FLOOR_SECONDS   diagnostic: each server's HTTP floor, GET on its readiness route at
+#                         1 connection [5; 0 skips]
+#   BENCH_PINGPONG_SECONDS  diagnostic: the machine's cross-CPU wake-up latency (pipe ping-pong,
+#                         half across CPUs, half on one) before the servers start [20; 0 skips]
 #
 # Needs: python3.11 (a venv is created at bench/out/venv-serve from bench/requirements-serve.txt
 # on first use, ~4 min), wrk (Debian package; installed with apt-get if missing), cargo if the
@@ -69,6 +75,9 @@ ORT_THREADS=${BENCH_ORT_THREADS:-1}
 COLD_KILN=${BENCH_COLD_KILN:-5}
 COLD_ANCHORS=${BENCH_COLD_ANCHORS:-3}
 PREDICT=${BENCH_PREDICT:-1}
+PROBE_SECONDS=${BENCH_PROBE_SECONDS:-10}
+FLOOR_SECONDS=${BENCH_FLOOR_SECONDS:-5}
+PINGPONG_SECONDS=${BENCH_PINGPONG_SECONDS:-20}
 
 FIXTURES=tests/fixtures/onnx
 MODEL=$ROOT/$FIXTURES/gb_classifier.onnx
@@ -174,7 +183,7 @@ if has_server kiln; then
   fi
 fi
 case $KILN_BIN in
-  */release/*) KILN_PROFILE=release ;;
+  */release/* | */release-*/*) KILN_PROFILE=release ;;
   */debug/*) KILN_PROFILE=debug ;;
   *) KILN_PROFILE=unknown ;;
 esac
@@ -257,10 +266,11 @@ else
   MLFLOW_WORKERS_NOTE="$MLFLOW_WORKERS uvicorn workers"
 fi
 CMDLINE="bash bench/serve.sh"
-for v in KILN_BIN BENCH_SERVERS BENCH_DURATION BENCH_WARMUP BENCH_CONNS BENCH_ROWS BENCH_ROUNDS BENCH_OIP \
+for v in KILN_BIN KILN_PREDICT_BIN BENCH_SERVERS BENCH_DURATION BENCH_WARMUP BENCH_CONNS BENCH_ROWS BENCH_ROUNDS BENCH_OIP \
   BENCH_KILN_ARGS BENCH_MLFLOW_WORKERS BENCH_FASTAPI_WORKERS BENCH_ORT_THREADS BENCH_COLD_KILN \
-  BENCH_COLD_ANCHORS BENCH_PREDICT; do
+  BENCH_COLD_ANCHORS BENCH_PREDICT BENCH_PROBE_SECONDS BENCH_FLOOR_SECONDS BENCH_PINGPONG_SECONDS; do
   if [[ $v == KILN_BIN ]]; then [[ -n $KILN_BIN_SET ]] || continue; fi
+  if [[ $v == KILN_PREDICT_BIN ]]; then [[ -n $PREDICT_BIN_SET ]] || continue; fi
   if [[ -n ${!v+x} ]]; then CMDLINE="$v=\"${!v}\" $CMDLINE"; fi
 done
 CMDLINE=${CMDLINE//"$ROOT"\//}
@@ -296,6 +306,12 @@ json.dump({
 PY
 }
 write_meta
+
+# ---------------------------------------------------------------- machine check
+if ((PINGPONG_SECONDS > 0)); then
+  log "machine check: pipe ping-pong for ${PINGPONG_SECONDS}s (wake-up latency across CPUs and on one)"
+  "$PY" "$PROBE" pingpong --seconds "$PINGPONG_SECONDS" --out "$WORK/env.json"
+fi
 
 # ---------------------------------------------------------------- cold starts (nothing else running)
 for name in kiln fastapi mlflow; do
@@ -365,13 +381,41 @@ for round in $(seq 1 "$ROUNDS"); do
         read -r server proto <<<"$t"
         base="$WORK/wrk-$server-$proto-r$rows-c$conns-$round"
         run_wrk "$server" "$proto" "$rows" "$conns" "$WARMUP" "$base-warmup.txt"
+        # Kiln's own /metrics before and after: where its time per request goes.
+        [[ $server != kiln ]] || "$PY" "$PROBE" kiln-metrics --port "${SERVER_PORT[kiln]}" --save "$base-metrics0.json"
         run_wrk "$server" "$proto" "$rows" "$conns" "$DURATION" "$base.txt"
+        if [[ $server == kiln ]]; then
+          "$PY" "$PROBE" kiln-metrics --port "${SERVER_PORT[kiln]}" --save "$base-metrics1.json"
+          "$PY" "$PROBE" kiln-metrics-delta --before "$base-metrics0.json" --after "$base-metrics1.json" \
+            --key "$proto $rows $conns $round" --out "$WORK/kiln_metrics.json"
+        fi
         "$PY" "$PROBE" wrk-result --wrk-output "$base.txt" --server "$server" --proto "$proto" --rows "$rows" \
           --conns "$conns" --threads "$threads" --round "$round" --out "$WORK/wrk.json"
       done
     done
   done
 done
+
+if ((FLOOR_SECONDS > 0)); then
+  # The HTTP floor: GET on the readiness route (no model work), 1 connection, same wrk settings.
+  for name in "${!SERVER_PID[@]}"; do
+    log "$name: HTTP floor, GET $(ready_path "$name") at 1 connection for ${FLOOR_SECONDS}s"
+    base="$WORK/wrk-$name-floor"
+    wrk -t1 -c1 -d"${FLOOR_SECONDS}s" --timeout 10s --latency -s "$LUA" "http://127.0.0.1:${SERVER_PORT[$name]}" \
+      -- "$(ready_path "$name")" >"$base.txt"
+    "$PY" "$PROBE" wrk-result --wrk-output "$base.txt" --server "$name" --proto floor --rows 0 --conns 1 \
+      --threads 1 --out "$WORK/floor.json"
+  done
+fi
+
+if ((PROBE_SECONDS > 0)); then
+  for t in "${TARGETS[@]}"; do
+    read -r server proto <<<"$t"
+    "$PY" "$PROBE" latency --server "$server" --proto "$proto" --port "${SERVER_PORT[$server]}" \
+      --path "$(url_path "$proto")" --bodies "$WORK/bodies/$proto-1.txt" --seconds "$PROBE_SECONDS" \
+      --out "$WORK/latency.json"
+  done
+fi
 
 for name in "${!SERVER_PID[@]}"; do
   "$PY" "$PROBE" rss --pid "${SERVER_PID[$name]}" --server "$name" --label after_load --out "$WORK/mem.json"

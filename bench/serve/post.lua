@@ -1,7 +1,8 @@
 -- wrk script for bench/serve.sh: POST JSON bodies read from a file, one body per line, cycling.
--- Usage: wrk ... -s bench/serve/post.lua URL -- PATH BODIES_FILE
+-- Usage: wrk ... -s bench/serve/post.lua URL -- PATH [BODIES_FILE]
 --   PATH         e.g. /invocations or /v2/models/gb/infer
---   BODIES_FILE  one complete JSON request body per line (bench/serve/prepare.py writes them)
+--   BODIES_FILE  one complete JSON request body per line (bench/serve/prepare.py writes them);
+--                without it every request is `GET PATH`
 -- Every request is formatted once in init(), so request() only hands out a prebuilt string and
 -- wrk's own CPU use stays low (it shares the machine's cores with the server under test).
 -- Each wrk thread starts at a different body (its thread number), then walks them in order.
@@ -18,9 +19,14 @@ local reqs, n, i
 
 function init(args)
   local path = assert(args[1], "path argument missing")
-  local file = assert(args[2], "bodies file argument missing")
+  local file = args[2]
   local headers = { ["Content-Type"] = "application/json" }
   reqs = {}
+  if file == nil then -- no bodies: GET PATH (the HTTP floor: a route that does no work)
+    reqs[1] = wrk.format("GET", path)
+    n, i = 1, 0
+    return
+  end
   for line in io.lines(file) do
     if #line > 0 then
       reqs[#reqs + 1] = wrk.format("POST", path, headers, line)

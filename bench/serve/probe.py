@@ -12,6 +12,11 @@ wrk / predict_bench result collection. Run with the benchmark venv's python; it 
     probe.py wrk-result --wrk-output F --server NAME --proto P --rows N --conns C --threads T \
         --round R --out wrk.json
     probe.py predict-result --jsonl F --label L --out predict.json
+    probe.py latency --server NAME --proto P --port P --path /invocations --bodies F \
+        [--seconds 10] --out latency.json
+    probe.py pingpong [--seconds 10] --out env.json
+    probe.py kiln-metrics --port P --save F          (Kiln's /metrics sums and counts, as JSON)
+    probe.py kiln-metrics-delta --before F --after G --key K --out kiln_metrics.json
 """
 
 from __future__ import annotations
@@ -323,6 +328,151 @@ def cmd_predict_result(a) -> None:
               f"(best of {len(r['rows_per_s'])}, one thread)", file=sys.stderr)
 
 
+# --------------------------------------------------------------------------- raw latency, machine
+
+
+def cmd_latency(a) -> None:
+    """Sequential requests on one keep-alive connection (raw socket, TCP_NODELAY), every
+    latency recorded as measured: no coordinated-omission correction (wrk corrects: one stall
+    of T ms at an interval of i ms adds T/i synthetic samples). Also counts stalls > 10 ms."""
+    bodies = [ln.strip().encode() for ln in Path(a.bodies).read_text().splitlines() if ln.strip()]
+    reqs = [(f"POST {a.path} HTTP/1.1\r\nHost: 127.0.0.1:{a.port}\r\nContent-Type: application/json\r\n"
+             f"Content-Length: {len(b)}\r\n\r\n").encode() + b for b in bodies]
+    sock = socket.create_connection(("127.0.0.1", a.port), timeout=60)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = b""
+    lat: list[float] = []
+    stalls: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    end = t0 + a.seconds
+    n = 0
+    while True:
+        t = time.perf_counter()
+        if t >= end:
+            break
+        sock.sendall(reqs[n % len(reqs)])
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                die(f"latency: {a.server} closed the connection")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            die(f"latency: {a.server} answered {head[:60]!r}")
+        length = next(int(ln.split(b":", 1)[1]) for ln in head.split(b"\r\n")
+                      if ln.lower().startswith(b"content-length:"))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        buf = rest[length:]
+        d = (time.perf_counter() - t) * 1000.0
+        lat.append(d)
+        if d > 10.0:
+            stalls.append((round(t - t0, 3), round(d, 1)))
+        n += 1
+    sock.close()
+    lat.sort()
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(len(lat) * p / 100.0))]
+
+    r = {"requests": n, "seconds": a.seconds, "req_per_s": n / a.seconds, "p50_ms": pct(50),
+         "p99_ms": pct(99), "p999_ms": pct(99.9), "max_ms": lat[-1], "stalls_over_10ms": len(stalls),
+         "stalls": stalls[:10]}
+    update_json(a.out, f"{a.server} {a.proto}", r)
+    print(f"  {a.server} {a.proto} 1 row, 1 connection, sequential Python client: {n / a.seconds:,.0f} req/s, "
+          f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms, p99.9 {r['p999_ms']:.3f} ms, "
+          f"max {r['max_ms']:.1f} ms, {len(stalls)} stall(s) > 10 ms", file=sys.stderr)
+
+
+def cmd_pingpong(a) -> None:
+    """The machine's own wake-up latency: two processes bounce a byte through pipes, first
+    pinned to different CPUs, then to the same one; reports the round trips' p50 / p99.9 / max
+    and those over 10 ms. (On a VM, waking a thread on another, idle vCPU can stall for as long
+    as the host takes to schedule that vCPU; any server whose request path crosses threads pays
+    it now and then.)"""
+    results = {}
+    ncpu = os.cpu_count() or 1
+    for label, cpus in (("cross_cpu", (0, 1 % ncpu)), ("same_cpu", (0, 0))):
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {cpus[1]})
+            while True:
+                b = os.read(r1, 1)
+                if b == b"q":
+                    os._exit(0)
+                os.write(w2, b)
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpus[0]})
+        lat: list[float] = []
+        slow: list[tuple[float, float]] = []
+        t0 = time.perf_counter()
+        end = t0 + a.seconds / 2
+        while True:
+            t = time.perf_counter()
+            if t >= end:
+                break
+            os.write(w1, b"x")
+            os.read(r2, 1)
+            d = (time.perf_counter() - t) * 1000.0
+            lat.append(d)
+            if d > 10.0:
+                slow.append((round(t - t0, 2), round(d, 1)))
+        os.write(w1, b"q")
+        os.waitpid(pid, 0)
+        os.sched_setaffinity(0, old)
+        for fd in (r1, w1, r2, w2):
+            os.close(fd)
+        lat.sort()
+        results[label] = {"round_trips": len(lat), "seconds": a.seconds / 2,
+                          "p50_us": lat[len(lat) // 2] * 1000.0,
+                          "p999_us": lat[int(len(lat) * 0.999)] * 1000.0, "max_ms": lat[-1],
+                          "over_10ms": len(slow), "slow": slow[:10]}
+        print(f"  machine check, pipe ping-pong {label.replace('_', '-')}: {len(lat):,} round trips in "
+              f"{a.seconds / 2:g} s, p50 {results[label]['p50_us']:.0f} us, max {lat[-1]:.1f} ms, "
+              f"{len(slow)} over 10 ms", file=sys.stderr)
+    update_json(a.out, "pingpong", results)
+
+
+# --------------------------------------------------------------------------- Kiln's own accounting
+
+KILN_SERIES = ("kiln_inference_request_duration_seconds", "kiln_inference_queue_duration_seconds",
+               "kiln_inference_compute_duration_seconds", "kiln_inference_batch_rows")
+
+
+def cmd_kiln_metrics(a) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+    c.request("GET", "/metrics")
+    text = c.getresponse().read().decode()
+    c.close()
+    vals: dict[str, float] = {}
+    for ln in text.splitlines():
+        if ln.startswith("#") or "_bucket" in ln:
+            continue
+        name = ln.split("{", 1)[0].split(" ", 1)[0]
+        if any(name.startswith(s) for s in KILN_SERIES) and (name.endswith("_sum") or name.endswith("_count")):
+            vals[name] = vals.get(name, 0.0) + float(ln.rsplit(" ", 1)[1])
+    Path(a.save).write_text(json.dumps(vals))
+
+
+def cmd_kiln_metrics_delta(a) -> None:
+    b = json.loads(Path(a.before).read_text())
+    e = json.loads(Path(a.after).read_text())
+    d = {k: e.get(k, 0.0) - b.get(k, 0.0) for k in e}
+    n = d.get("kiln_inference_request_duration_seconds_count", 0.0)
+    if n <= 0:
+        return
+    r = {
+        "requests": n,
+        "request_us": d["kiln_inference_request_duration_seconds_sum"] / n * 1e6,
+        "queue_us": d["kiln_inference_queue_duration_seconds_sum"] / n * 1e6,
+        "compute_us": d["kiln_inference_compute_duration_seconds_sum"] / n * 1e6,
+        "batch_rows": d["kiln_inference_batch_rows_sum"] / d["kiln_inference_batch_rows_count"],
+    }
+    update_json(a.out, a.key, r)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -370,6 +520,25 @@ def main() -> None:
     p.add_argument("--jsonl", required=True)
     p.add_argument("--label", required=True)
     p.add_argument("--out", required=True)
+    p = sub.add_parser("latency")
+    p.add_argument("--server", required=True)
+    p.add_argument("--proto", required=True)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", required=True)
+    p.add_argument("--bodies", required=True)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("pingpong")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("kiln-metrics")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--save", required=True)
+    p = sub.add_parser("kiln-metrics-delta")
+    p.add_argument("--before", required=True)
+    p.add_argument("--after", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.cmd == "freeport":
         print(free_port())
@@ -389,6 +558,14 @@ def main() -> None:
         cmd_wrk_result(a)
     elif a.cmd == "predict-result":
         cmd_predict_result(a)
+    elif a.cmd == "latency":
+        cmd_latency(a)
+    elif a.cmd == "pingpong":
+        cmd_pingpong(a)
+    elif a.cmd == "kiln-metrics":
+        cmd_kiln_metrics(a)
+    elif a.cmd == "kiln-metrics-delta":
+        cmd_kiln_metrics_delta(a)
 
 
 if __name__ == "__main__":
