@@ -348,11 +348,9 @@ impl Monitor {
                 let Some(a) = alerts.iter().find(|a| a.alert.fingerprint == t.fingerprint) else {
                     continue;
                 };
-                let severity = engine
-                    .rules()
-                    .iter()
-                    .find(|r| r.name() == t.rule)
-                    .map(|r| r.severity());
+                // Several rules may share a name (an SLO's burn windows): the alert's own
+                // severity label says which fired.
+                let severity = a.alert.labels.get("severity").map(str::to_string);
                 opened.push((t.clone(), a.alert.clone(), severity));
             }
         }
@@ -372,7 +370,7 @@ impl Monitor {
                         json!({"rule": t.rule, "labels": labels, "value": alert.value, "fingerprint": t.fingerprint}),
                     )
                     .await;
-                    if severity == Some(Severity::Page) {
+                    if severity.as_deref() == Some(Severity::Page.as_str()) {
                         let runbook = alert.annotations.get("runbook_url").cloned();
                         let evidence = json!({
                             "alert": t.rule,

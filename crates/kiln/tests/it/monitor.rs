@@ -262,3 +262,133 @@ alerts = [{{ name = "HighLatency", when = "p99_ms > 20", for = "0s", severity = 
         "{open}"
     );
 }
+
+/// `[deploy.NAME].slo` becomes burn-rate alerts in `kiln serve --monitor`: every request
+/// slower than the objective burns the budget at 100×, which pages (and opens an incident);
+/// `kiln alerts` lists the alert and silences it.
+#[test]
+fn an_slo_burning_its_budget_pages_and_can_be_silenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(&config, "[deploy.gb]\nslo = { p99_ms = 5 }\n").unwrap();
+    let model = fixtures().join("gb_classifier.onnx");
+    let (server, _) = serve(&[
+        "--model",
+        &format!("gb={}", model.display()),
+        "--inject-latency",
+        "gb=1:12",
+        "--monitor",
+        "--config",
+        config.to_str().unwrap(),
+        "--monitor-interval-ms",
+        "200",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let (rows, _) = fixture();
+    let row: Vec<f32> = rows
+        .into_iter()
+        .find(|r| r.iter().all(|x| x.is_finite()))
+        .unwrap();
+    let kiln = |args: &[&str]| {
+        Command::new(kiln_bin())
+            .args(args)
+            .args(["--data-dir", data.to_str().unwrap()])
+            .env("KILN_LOG", "warn")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = kiln(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    rt().block_on(async {
+        let c = reqwest::Client::new();
+        for _ in 0..30 {
+            let r = c
+                .post(format!("{}/invocations", server.url))
+                .json(&json!({"inputs": [row]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let firing = loop {
+        let v: Value =
+            serde_json::from_str(&ok(&["alerts", "list", "--deployment", "gb", "--json"])).unwrap();
+        let page = v["alerts"].as_array().and_then(|a| {
+            a.iter()
+                .find(|a| {
+                    a["rule"] == "ErrorBudgetBurn"
+                        && a["state"] == "firing"
+                        && a["labels"]["severity"] == "page"
+                })
+                .cloned()
+        });
+        if let Some(p) = page {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no page-level burn alert: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(firing["labels"]["slo"], "gb-latency-p99", "{firing}");
+    assert!(firing["value"].as_f64().unwrap() > 14.4, "{firing}");
+    // Each page-level burn window opened an incident that links the latency runbook; the
+    // ticket-level one did not.
+    let incidents: Value = serde_json::from_str(&ok(&["incidents", "list", "--json"])).unwrap();
+    let burns = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["title"] == "ErrorBudgetBurn firing")
+        .count();
+    assert_eq!(burns, 2, "{incidents}");
+    let inc = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["title"] == "ErrorBudgetBurn firing")
+        .unwrap_or_else(|| panic!("{incidents}"));
+    assert_eq!(inc["runbook"], "runbooks/high-latency.md", "{inc}");
+    // Silences: a bad matcher is refused by name; a good one mutes the alert.
+    let out = kiln(&[
+        "alerts",
+        "silence",
+        "alertname~Error",
+        "--deployment",
+        "gb",
+        "--for",
+        "1h",
+        "--comment",
+        "drill",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alertname~Error"));
+    let out = ok(&[
+        "alerts",
+        "silence",
+        "alertname=ErrorBudgetBurn",
+        "--deployment",
+        "gb",
+        "--for",
+        "1h",
+        "--comment",
+        "drill",
+    ]);
+    assert!(out.starts_with("silence "), "{out}");
+    let listed = ok(&["alerts", "list", "--deployment", "gb"]);
+    assert!(
+        listed.contains("(silenced)") && listed.contains("drill"),
+        "{listed}"
+    );
+    drop(server);
+}
