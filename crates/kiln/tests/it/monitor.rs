@@ -155,8 +155,9 @@ alerts = [{{ name = "HighLatency", when = "p99_ms > 20", for = "0s", severity = 
         "the canary served {canary} of {}",
         answers.len()
     );
-    // Nothing reaches the canary once the rollback is visible (in-flight ones aside).
-    let cutoff = started + after + Duration::from_millis(200);
+    // Nothing reaches the canary once the rollback is visible (requests in flight at the
+    // switch, which take 40 ms and more, aside).
+    let cutoff = started + after + Duration::from_secs(1);
     let late = answers
         .iter()
         .filter(|(_, v, at)| v == "2" && *at > cutoff)
