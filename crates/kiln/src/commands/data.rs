@@ -294,6 +294,28 @@ impl Ctx {
         })
     }
 
+    /// Like [`Ctx::new`], for commands that work without a project file: an empty project
+    /// in the current directory when the file does not exist.
+    pub fn new_optional_project(args: &ProjectArgs) -> anyhow::Result<Ctx> {
+        if args.config.exists() {
+            return Ctx::new(args);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Ctx {
+            rt,
+            project: Project {
+                path: args.config.clone(),
+                dir: std::path::PathBuf::from("."),
+                file: Default::default(),
+            },
+            args: args.clone(),
+            store: std::cell::OnceCell::new(),
+        })
+    }
+
     pub fn store(&self) -> anyhow::Result<&Store> {
         if let Some(s) = self.store.get() {
             return Ok(s);
