@@ -231,8 +231,8 @@ for k in sorted(per_round):
     print(f"- {k[0]} c{k[1]} log {k[2]}: {per_round[k]} req/s")
 for rnd in sorted(logs):
     l, f = logs[rnd], files.get(rnd, {})
-    print(f"- round {rnd} log: {l['records']:.0f} records accepted, {l['dropped']:.0f} dropped, "
-          f"{l['flushes']:.0f} files and {l['flush_errors']:.0f} write errors before the stop; "
+    print(f"- round {rnd} log: {l['records']:.0f} records accepted, {l['dropped']:.0f} dropped; before the stop "
+          f"{l['written_before_stop']:.0f} written in {l['flushes']:.0f} files, {l['flush_errors']:.0f} write errors; "
           f"{f.get('written_at_stop')} written at the stop; {f.get('count')} files, {f.get('bytes', 0) / 1e6:.1f} MB")
 print(f"- load average at start {load_start}, at end {load_end}; binary {binary}")
 for b in bad:

@@ -318,11 +318,62 @@ pub fn from_frame(df: &DataFrame) -> Result<PlainTable> {
     Ok(PlainTable { columns })
 }
 
+/// How pages are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    None,
+    Snappy,
+    Lz4,
+    /// Zstandard at its default level.
+    #[default]
+    Zstd,
+}
+
+/// How a Parquet file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub compression: Compression,
+    /// Min/max/null-count statistics per column chunk (readers use them to skip data).
+    pub statistics: bool,
+    /// Encode columns on Polars' thread pool; `false` keeps the work on the calling thread.
+    pub parallel: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            compression: Compression::Zstd,
+            statistics: true,
+            parallel: true,
+        }
+    }
+}
+
 /// The table as one Parquet file (zstd-compressed), in memory.
 pub fn to_parquet_bytes(t: &PlainTable) -> Result<Vec<u8>> {
+    to_parquet_bytes_with(t, &WriteOptions::default())
+}
+
+/// The table as one Parquet file written with `options`, in memory.
+pub fn to_parquet_bytes_with(t: &PlainTable, options: &WriteOptions) -> Result<Vec<u8>> {
     let mut df = to_frame(t)?;
     let mut out = Vec::new();
-    ParquetWriter::new(&mut out).finish(&mut df)?;
+    let compression = match options.compression {
+        Compression::None => ParquetCompression::Uncompressed,
+        Compression::Snappy => ParquetCompression::Snappy,
+        Compression::Lz4 => ParquetCompression::Lz4Raw,
+        Compression::Zstd => ParquetCompression::Zstd(None),
+    };
+    let statistics = if options.statistics {
+        StatisticsOptions::default()
+    } else {
+        StatisticsOptions::empty()
+    };
+    ParquetWriter::new(&mut out)
+        .with_compression(compression)
+        .with_statistics(statistics)
+        .set_parallel(options.parallel)
+        .finish(&mut df)?;
     Ok(out)
 }
 

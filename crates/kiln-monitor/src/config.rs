@@ -110,6 +110,14 @@ pub struct DriftConfig {
     /// Only these columns (default: every input column in the profile).
     #[serde(default)]
     pub columns: Vec<String>,
+    /// How often `kiln serve --monitor` assesses drift and realised metrics from the
+    /// prediction log (default `"1m"`).
+    #[serde(default)]
+    pub every: Option<String>,
+    /// Fewer logged rows than this are not compared (default 100): a handful of rows
+    /// differs from any reference by chance.
+    #[serde(default)]
+    pub min_rows: Option<usize>,
 }
 
 #[cfg(test)]

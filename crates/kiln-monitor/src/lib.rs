@@ -13,12 +13,15 @@
 //! - [`notify`]: Alertmanager webhook v4 payloads and the notifier that POSTs them with retries.
 //! - [`window`]: indicators over time windows (rates, error ratio, latency quantiles) from
 //!   sampled cumulative counters.
+//! - [`health`]: model health over the prediction log: input and prediction drift against
+//!   the training profile, realised metrics once labels arrive, per version and window.
 //! - [`predlog`]: the sampled prediction log, buffered in bounded memory and written as Parquet.
 
 pub mod alert;
 pub mod clock;
 pub mod config;
 pub mod expr;
+pub mod health;
 pub mod indicator;
 pub mod notify;
 pub mod predlog;

@@ -39,6 +39,11 @@ pub struct ModelVersion {
     /// How its queue batches (reported by Triton's `/config`).
     pub batch: BatchConfig,
     pub batcher: Batcher,
+    /// A package's training profile (the raw input columns over its training split): the
+    /// reference the monitor measures drift against.
+    pub training_profile: Option<Arc<serde_json::Value>>,
+    /// A native classifier's class names, in class order (labels may arrive by name).
+    pub class_labels: Vec<String>,
 }
 
 impl ModelVersion {
@@ -49,6 +54,8 @@ impl ModelVersion {
         path: &Path,
         batch: BatchConfig,
     ) -> Result<ModelVersion, LoadError> {
+        let mut training_profile = None;
+        let mut class_labels = vec![];
         let (predictor, platform, transform, digest): (
             Box<dyn Predictor>,
             &'static str,
@@ -57,9 +64,11 @@ impl ModelVersion {
         ) = if path.is_dir() {
             let pkg = Package::open(path).map_err(|e| load_err(path, e))?;
             let m = pkg.manifest();
+            training_profile = m.training_profile.clone().map(Arc::new);
             let (predictor, platform): (Box<dyn Predictor>, _) = match m.format {
                 kiln_ml::ModelFormat::KilnNative => {
                     let model = pkg.native_model().map_err(|e| load_err(path, e))?;
+                    class_labels = model.class_labels.clone();
                     (
                         Box::new(
                             kiln_ml::NativePredictor::new(model).map_err(|e| load_err(path, e))?,
@@ -116,6 +125,8 @@ impl ModelVersion {
             digest,
             batch,
             batcher,
+            training_profile,
+            class_labels,
         })
     }
 

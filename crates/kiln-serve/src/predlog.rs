@@ -5,8 +5,8 @@
 //!
 //! Costs on the request path: with no log configured, none. With a log, every answer carries
 //! an `X-Request-Id` (the client's, or one generated here), and whether a request is logged is
-//! decided by one random draw before anything is copied; only a sampled request copies its
-//! inputs and outputs into a record.
+//! decided by one random draw before anything is copied. A sampled request hands the sink a
+//! record that borrows its inputs and outputs; the sink copies what it keeps.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -22,35 +22,35 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// (returned in `X-Request-Id`).
 pub const MAX_REQUEST_ID_BYTES: usize = 256;
 
-/// One answered prediction request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PredictionRecord {
+/// One answered prediction request, borrowed from the handler that answered it.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionRecord<'a> {
     /// The served name (the deployment).
-    pub model: String,
-    pub version: String,
+    pub model: &'a str,
+    pub version: &'a str,
     /// OIP's `id`, else the `X-Request-Id` header, else generated (UUID v4 form).
-    pub request_id: String,
+    pub request_id: &'a str,
     /// When the request reached the handler: microseconds since the Unix epoch (UTC).
     pub time_us: i64,
     /// From the request reaching the handler to its outputs being ready (decoding, queue and
     /// compute), in microseconds.
     pub latency_us: u64,
-    pub inputs: LoggedInputs,
+    pub inputs: LoggedInputs<'a>,
     /// The model's outputs for the request, as computed (every output, whatever the request
     /// asked to have returned).
-    pub outputs: Vec<Tensor>,
+    pub outputs: &'a [Tensor],
 }
 
 /// A request's inputs as the log keeps them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LoggedInputs {
+#[derive(Debug, Clone, Copy)]
+pub enum LoggedInputs<'a> {
     /// The tensors the model took (OIP, and `/invocations` for models without a transform).
-    Tensors(Vec<Tensor>),
+    Tensors(&'a [Tensor]),
     /// Raw rows before a package's feature transform (`/invocations` on a Kiln package):
     /// the transform's input columns and each row's values in that order.
     Rows {
-        columns: Vec<Column>,
-        rows: Vec<Vec<Value>>,
+        columns: &'a [Column],
+        rows: &'a [Vec<Value>],
     },
 }
 
@@ -74,8 +74,9 @@ pub struct SinkStats {
 
 /// Where sampled records go.
 pub trait PredictionSink: Send + Sync {
-    /// Takes one record. Must return at once: queue it, or drop it and count the drop.
-    fn record(&self, rec: PredictionRecord);
+    /// Takes one record (copying what it keeps). Must return at once: queue it, or drop it
+    /// and count the drop; never wait for I/O or a lock another thread may hold long.
+    fn record(&self, rec: &PredictionRecord<'_>);
     fn stats(&self) -> SinkStats;
 }
 
@@ -149,13 +150,13 @@ impl Logged<'_> {
         self.sampled
     }
 
-    /// Hands the request to the sink if it is sampled; `inputs` is only called then.
+    /// Hands the request to the sink if it is sampled.
     pub fn record(
         &self,
         model: &str,
         version: &str,
         started: Instant,
-        inputs: impl FnOnce() -> LoggedInputs,
+        inputs: LoggedInputs<'_>,
         outputs: &[Tensor],
     ) {
         if !self.sampled {
@@ -166,14 +167,14 @@ impl Logged<'_> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let time_us = now.saturating_sub(took).as_micros() as i64;
-        self.log.sink.record(PredictionRecord {
-            model: model.to_string(),
-            version: version.to_string(),
-            request_id: self.id.clone(),
+        self.log.sink.record(&PredictionRecord {
+            model,
+            version,
+            request_id: &self.id,
             time_us,
             latency_us: took.as_micros() as u64,
-            inputs: inputs(),
-            outputs: outputs.to_vec(),
+            inputs,
+            outputs,
         });
     }
 }
@@ -231,13 +232,26 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    /// What a record held: (model, version, request id, time, inputs, outputs).
+    type Kept = (String, String, String, i64, Vec<Tensor>, Vec<Tensor>);
+
     #[derive(Default)]
-    struct Collect(Mutex<Vec<PredictionRecord>>, AtomicU64);
+    struct Collect(Mutex<Vec<Kept>>, AtomicU64);
 
     impl PredictionSink for Collect {
-        fn record(&self, rec: PredictionRecord) {
+        fn record(&self, rec: &PredictionRecord<'_>) {
             self.1.fetch_add(1, Ordering::Relaxed);
-            self.0.lock().unwrap().push(rec);
+            let LoggedInputs::Tensors(inputs) = rec.inputs else {
+                panic!("tensors expected")
+            };
+            self.0.lock().unwrap().push((
+                rec.model.to_string(),
+                rec.version.to_string(),
+                rec.request_id.to_string(),
+                rec.time_us,
+                inputs.to_vec(),
+                rec.outputs.to_vec(),
+            ));
         }
         fn stats(&self) -> SinkStats {
             SinkStats {
@@ -296,38 +310,34 @@ mod tests {
     }
 
     #[test]
-    fn only_sampled_requests_build_a_record() {
+    fn only_sampled_requests_reach_the_sink() {
         let sink = Arc::new(Collect::default());
         let on = PredictionLog::new(sink.clone(), 1.0);
         let off = PredictionLog::new(sink.clone(), 0.0);
         let started = Instant::now();
+        let inputs = vec![tensor()];
+        let out = vec![tensor()];
         off.begin(Some("r0"), None).record(
             "gb",
             "1",
             started,
-            || panic!("inputs copied for a request that is not sampled"),
-            &[],
-        );
-        assert_eq!(sink.stats().records, 0);
-        let out = vec![tensor()];
-        on.begin(Some("r1"), None).record(
-            "gb",
-            "1",
-            started,
-            || LoggedInputs::Tensors(vec![tensor()]),
+            LoggedInputs::Tensors(&inputs),
             &out,
         );
+        assert_eq!(sink.stats().records, 0);
+        on.begin(Some("r1"), None)
+            .record("gb", "1", started, LoggedInputs::Tensors(&inputs), &out);
         let got = sink.0.lock().unwrap();
         assert_eq!(got.len(), 1);
-        let r = &got[0];
-        assert_eq!((r.model.as_str(), r.version.as_str()), ("gb", "1"));
-        assert_eq!(r.request_id, "r1");
-        assert_eq!(r.outputs, out);
-        assert_eq!(r.inputs, LoggedInputs::Tensors(vec![tensor()]));
+        let (model, version, id, time_us, i, o) = &got[0];
+        assert_eq!((model.as_str(), version.as_str()), ("gb", "1"));
+        assert_eq!(id, "r1");
+        assert_eq!(i, &inputs);
+        assert_eq!(o, &out);
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_micros() as i64;
-        assert!(r.time_us <= now_us && r.time_us > now_us - 60_000_000);
+        assert!(*time_us <= now_us && *time_us > now_us - 60_000_000);
     }
 }

@@ -984,7 +984,7 @@ async fn infer_inner(
             &model.name,
             &model.version,
             started,
-            || crate::predlog::LoggedInputs::Tensors(req.inputs.clone()),
+            crate::predlog::LoggedInputs::Tensors(&req.inputs),
             &outputs,
         );
     }
@@ -1184,15 +1184,9 @@ async fn invocations(
         series.request(started.elapsed(), false);
         return scoring_error(StatusCode::BAD_REQUEST, e);
     }
-    // Only a sampled request keeps a copy of what it sent.
-    let logged_inputs = match raw_rows {
-        Some(rows) => Some(crate::predlog::LoggedInputs::Rows {
-            columns: model.raw_inputs().to_vec(),
-            rows,
-        }),
-        None if sampled => Some(crate::predlog::LoggedInputs::Tensors(inputs.clone())),
-        None => None,
-    };
+    // Only a sampled request keeps what it sent: its raw rows, else a copy of the tensors the
+    // model takes.
+    let kept_inputs = (sampled && raw_rows.is_none()).then(|| inputs.clone());
     let (outputs, timing) = match predict(&s, &model, inputs).await {
         Ok(x) => x,
         Err(e) => {
@@ -1219,8 +1213,18 @@ async fn invocations(
         });
         mirror(&s, &endpoint, &model, &outputs, decode);
     }
-    if let (Some(l), Some(inputs)) = (&logged, logged_inputs) {
-        l.record(&model.name, &model.version, started, || inputs, &outputs);
+    if let Some(l) = &logged {
+        let inputs = match (&raw_rows, &kept_inputs) {
+            (Some(rows), _) => Some(crate::predlog::LoggedInputs::Rows {
+                columns: model.raw_inputs(),
+                rows,
+            }),
+            (None, Some(t)) => Some(crate::predlog::LoggedInputs::Tensors(t)),
+            (None, None) => None,
+        };
+        if let Some(inputs) = inputs {
+            l.record(&model.name, &model.version, started, inputs, &outputs);
+        }
     }
     match scoring::encode_predictions(&outputs) {
         Ok(bytes) => {

@@ -18,7 +18,8 @@ use crate::{Store, now_ms};
 pub struct Feedback {
     pub deployment: String,
     pub request_id: String,
-    /// A number (class index, 0/1, a regression target) or a string (a class name).
+    /// A number (class index, 0/1, a regression target), a boolean or a string (a class
+    /// name); for a request of several rows, a list of them, one per row.
     pub label: Value,
     pub received_at: i64,
 }
@@ -163,10 +164,16 @@ impl Store {
                     "feedback item {i}: `request_id` is empty"
                 )));
             }
-            if !(label.is_number() || label.is_string() || label.is_boolean()) {
+            let scalar = |v: &Value| v.is_number() || v.is_string() || v.is_boolean();
+            let ok = match label {
+                // One label per row of a request of several rows, in order.
+                Value::Array(items) => !items.is_empty() && items.iter().all(scalar),
+                other => scalar(other),
+            };
+            if !ok {
                 return Err(StoreError::invalid(format!(
-                    "feedback item {i} (request `{id}`): `label` must be a number, a string or \
-                     a boolean, found {label}"
+                    "feedback item {i} (request `{id}`): `label` must be a number, a string, \
+                     a boolean, or a non-empty list of them (one per row), found {label}"
                 )));
             }
         }

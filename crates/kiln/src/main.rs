@@ -57,6 +57,9 @@ enum Command {
     Feedback(commands::feedback::FeedbackArgs),
     /// Alerts of a monitored deployment, and silences for them.
     Alerts(commands::alerts::AlertsArgs),
+    /// A deployment's health over its prediction log: drift against the training profile,
+    /// realised metrics from feedback, latency and SLO status, per version and window.
+    Monitor(commands::monitor::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Incidents(args) => commands::incidents::run(args),
         Command::Feedback(args) => commands::feedback::run(args),
         Command::Alerts(args) => commands::alerts::run(args),
+        Command::Monitor(args) => commands::monitor::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,7 @@
 pub mod layout;
 pub mod read;
 pub mod table;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -35,7 +36,7 @@ use kiln_store::ArtifactStore;
 use crate::clock::Clock;
 
 pub use read::read_predictions;
-pub use table::{Inputs, Prediction};
+pub use table::{Inputs, InputsRef, Prediction, PredictionRef};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PredLogError {
@@ -60,7 +61,7 @@ pub struct PredictionLogConfig {
     pub flush_interval: Duration,
     /// Records accepted and not yet written, at most; more are dropped.
     pub max_buffered_records: usize,
-    /// Approximate bytes of records accepted and not yet written, at most; more are dropped.
+    /// Bytes of records accepted and not yet written (packed), at most; more are dropped.
     pub max_buffered_bytes: usize,
     /// How often the writer thread takes what is queued.
     pub tick: Duration,
@@ -120,13 +121,20 @@ struct Shared {
     written: AtomicU64,
     pending_records: AtomicUsize,
     pending_bytes: AtomicUsize,
+    /// Buffers of written records, for the next records to be packed into: in steady state
+    /// logging allocates nothing, and no memory is freed on another thread than the one
+    /// that allocated it.
+    pool: Mutex<Vec<Vec<u8>>>,
 }
 
-/// A record in the writer's buffer, with its byte estimate.
-type Buffered = (Box<Prediction>, usize);
+/// Buffers larger than this are not kept for reuse.
+const MAX_POOLED_BYTES: usize = 64 << 10;
+
+/// A record in the writer's buffer: packed (see [`wire`]), with its row count.
+type Buffered = (Vec<u8>, usize);
 
 enum Msg {
-    Record(Box<Prediction>, usize),
+    Record(Vec<u8>, usize),
     Flush(SyncSender<Result<(), String>>),
     Close(SyncSender<CloseReport>),
 }
@@ -169,6 +177,7 @@ impl PredictionLog {
             config: config.clone(),
             clock,
             shared: shared.clone(),
+            pool_cap: max_records.min(4 * config.flush_rows.max(1)),
             rt,
             buf: Vec::new(),
             buf_rows: 0,
@@ -189,35 +198,48 @@ impl PredictionLog {
         })
     }
 
-    /// Takes a record without blocking. Returns whether it was accepted (else it was dropped
-    /// and counted: the buffer is full or the log closed).
-    pub fn record(&self, p: Prediction) -> bool {
+    /// Takes a record without blocking: packs it into a buffer (recycled when one is free)
+    /// and queues it for the writer thread. Returns whether it was accepted (else it was
+    /// dropped and counted: the buffer is full or the log closed).
+    pub fn record(&self, p: &PredictionRef<'_>) -> bool {
         let s = &*self.shared;
-        let bytes = p.approx_bytes();
-        let drop_it = || {
+        let bytes = p.buffer_bytes();
+        let refuse = || {
             s.dropped.fetch_add(1, Ordering::Relaxed);
             false
         };
+        // Reserve room in the buffer first (undone if it is not there).
         if s.pending_records.fetch_add(1, Ordering::AcqRel) >= self.max_records {
             s.pending_records.fetch_sub(1, Ordering::AcqRel);
-            return drop_it();
+            return refuse();
         }
         let before = s.pending_bytes.fetch_add(bytes, Ordering::AcqRel);
-        // A single record larger than the bound still goes in when nothing else is waiting.
-        if before > 0 && before + bytes > self.max_bytes {
+        let release = || {
             s.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
             s.pending_records.fetch_sub(1, Ordering::AcqRel);
-            return drop_it();
+        };
+        // A single record larger than the bound still goes in when nothing else is waiting.
+        if before > 0 && before + bytes > self.max_bytes {
+            release();
+            return refuse();
         }
-        match self.tx.try_send(Msg::Record(Box::new(p), bytes)) {
+        // Never waits for the pool: when the writer holds it, a new buffer is allocated.
+        let mut buf = s
+            .pool
+            .try_lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_default();
+        buf.clear();
+        wire::pack_into(p, &mut buf);
+        match self.tx.try_send(Msg::Record(buf, p.rows())) {
             Ok(()) => {
                 s.records.fetch_add(1, Ordering::Relaxed);
                 true
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                s.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
-                s.pending_records.fetch_sub(1, Ordering::AcqRel);
-                drop_it()
+                release();
+                refuse()
             }
         }
     }
@@ -290,6 +312,8 @@ struct Writer {
     config: PredictionLogConfig,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
+    /// Buffers kept for reuse, at most.
+    pool_cap: usize,
     rt: tokio::runtime::Runtime,
     /// Accepted records with their byte estimates, oldest first.
     buf: Vec<Buffered>,
@@ -345,12 +369,12 @@ impl Writer {
     fn drain(&mut self) -> Option<Control> {
         loop {
             match self.rx.try_recv() {
-                Ok(Msg::Record(p, bytes)) => {
+                Ok(Msg::Record(packed, rows)) => {
                     if self.buf.is_empty() {
                         self.oldest_ms = self.clock.now_ms();
                     }
-                    self.buf_rows += p.rows();
-                    self.buf.push((p, bytes));
+                    self.buf_rows += rows;
+                    self.buf.push((packed, rows));
                 }
                 Ok(Msg::Flush(ack)) => return Some(Control::Flush(ack)),
                 Ok(Msg::Close(ack)) => return Some(Control::Close(Some(ack))),
@@ -365,9 +389,9 @@ impl Writer {
     fn finish(&mut self) -> CloseReport {
         while let Ok(m) = self.rx.try_recv() {
             match m {
-                Msg::Record(p, bytes) => {
-                    self.buf_rows += p.rows();
-                    self.buf.push((p, bytes));
+                Msg::Record(packed, rows) => {
+                    self.buf_rows += rows;
+                    self.buf.push((packed, rows));
                 }
                 Msg::Flush(ack) => {
                     let _ = ack.send(Err("the prediction log is closing".into()));
@@ -400,7 +424,7 @@ impl Writer {
                 "prediction log: records could not be written and are lost"
             );
             let lost = std::mem::take(&mut self.buf);
-            self.release(&lost);
+            self.release(lost);
             self.shared.dropped.fetch_add(discarded, Ordering::Relaxed);
             self.buf_rows = 0;
         }
@@ -410,12 +434,22 @@ impl Writer {
         }
     }
 
-    /// Gives back the buffer room of records that left it.
-    fn release(&self, records: &[Buffered]) {
-        let bytes: usize = records.iter().map(|(_, b)| b).sum();
-        self.shared
-            .pending_records
-            .fetch_sub(records.len(), Ordering::AcqRel);
+    /// Gives back the buffer room of records that left it, and their buffers to the pool.
+    fn release(&self, records: Vec<Buffered>) {
+        let bytes: usize = records.iter().map(|(b, _)| b.len()).sum();
+        let n = records.len();
+        {
+            let mut pool = self.shared.pool.lock().unwrap_or_else(|p| p.into_inner());
+            let room = self.pool_cap.saturating_sub(pool.len());
+            pool.extend(
+                records
+                    .into_iter()
+                    .take(room)
+                    .map(|(b, _)| b)
+                    .filter(|b| b.capacity() <= MAX_POOLED_BYTES),
+            );
+        }
+        self.shared.pending_records.fetch_sub(n, Ordering::AcqRel);
         self.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
@@ -426,43 +460,71 @@ impl Writer {
             return Ok(());
         }
         let now = self.clock.now_ms();
-        let mut parts: BTreeMap<(String, i64), Vec<Buffered>> = BTreeMap::new();
-        for (p, bytes) in std::mem::take(&mut self.buf) {
-            let hour = layout::hour_of_ms(p.time_us.div_euclid(1_000));
-            parts
-                .entry((p.deployment.clone(), hour))
-                .or_default()
-                .push((p, bytes));
+        let packed = std::mem::take(&mut self.buf);
+        let views: Vec<Option<wire::View<'_>>> =
+            packed.iter().map(|(b, _)| wire::view(b)).collect();
+        let unreadable = views.iter().filter(|v| v.is_none()).count();
+        if unreadable > 0 {
+            // Never made by this process; not worth keeping.
+            tracing::error!(
+                records = unreadable,
+                "prediction log: unreadable records dropped"
+            );
+            self.shared
+                .dropped
+                .fetch_add(unreadable as u64, Ordering::Relaxed);
         }
+        // (deployment, hour) → schema → indices.
+        let mut parts: BTreeMap<(&str, i64), BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+        for (i, v) in views.iter().enumerate() {
+            let Some(v) = v else { continue };
+            let hour = layout::hour_of_ms(v.time_us.div_euclid(1_000));
+            parts
+                .entry((v.deployment, hour))
+                .or_default()
+                .entry(table::schema_key(v))
+                .or_default()
+                .push(i);
+        }
+        let mut outcome: Vec<Option<bool>> = vec![None; packed.len()];
         let mut first_error = None;
-        for ((deployment, hour), records) in parts {
-            let mut by_schema: BTreeMap<String, Vec<Buffered>> = BTreeMap::new();
-            for r in records {
-                by_schema
-                    .entry(table::schema_key(&r.0))
-                    .or_default()
-                    .push(r);
-            }
-            for (_, group) in by_schema {
-                match self.write_file(&deployment, hour, now, &group) {
+        for ((deployment, hour), schemas) in &parts {
+            for group in schemas.values() {
+                let refs: Vec<&wire::View<'_>> =
+                    group.iter().filter_map(|&i| views[i].as_ref()).collect();
+                let ok = match self.write_file(deployment, *hour, now, &refs) {
                     Ok(()) => {
                         self.shared.flushes.fetch_add(1, Ordering::Relaxed);
                         self.shared
                             .written
                             .fetch_add(group.len() as u64, Ordering::Relaxed);
-                        self.release(&group);
+                        true
                     }
                     Err(e) => {
                         self.shared.flush_errors.fetch_add(1, Ordering::Relaxed);
                         first_error.get_or_insert_with(|| e.to_string());
-                        self.buf.extend(group);
+                        false
                     }
+                };
+                for &i in group {
+                    outcome[i] = Some(ok);
                 }
             }
         }
-        self.buf.sort_by_key(|(p, _)| p.time_us);
-        // What failed stays as old as it was: due again once `next_attempt_ms` passes.
-        self.buf_rows = self.buf.iter().map(|(p, _)| p.rows()).sum();
+        drop(parts);
+        drop(views);
+        // Written (or unreadable) records leave the buffer; failed ones stay, as old as they
+        // were: due again once `next_attempt_ms` passes.
+        let mut done = Vec::with_capacity(packed.len());
+        for (record, ok) in packed.into_iter().zip(outcome) {
+            if ok == Some(false) {
+                self.buf.push(record);
+            } else {
+                done.push(record);
+            }
+        }
+        self.release(done);
+        self.buf_rows = self.buf.iter().map(|(_, rows)| rows).sum();
         first_error.map_or(Ok(()), Err)
     }
 
@@ -471,11 +533,15 @@ impl Writer {
         deployment: &str,
         hour: i64,
         now_ms: i64,
-        group: &[Buffered],
+        group: &[&wire::View<'_>],
     ) -> Result<(), PredLogError> {
-        let refs: Vec<&Prediction> = group.iter().map(|(p, _)| &**p).collect();
-        let table = table::to_table(&refs);
-        let bytes = kiln_data::plain::to_parquet_bytes(&table)?;
+        let table = table::to_table(group);
+        // On this thread only: the serving threads keep the other cores.
+        let options = kiln_data::plain::WriteOptions {
+            parallel: false,
+            ..Default::default()
+        };
+        let bytes = kiln_data::plain::to_parquet_bytes_with(&table, &options)?;
         let path = layout::part_path(deployment, hour, now_ms);
         let body =
             futures::stream::once(
@@ -484,5 +550,49 @@ impl Writer {
         self.rt.block_on(self.store.put_stream(&path, body))?;
         tracing::debug!(%path, rows = table.height(), "prediction log: file written");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use kiln_ml::{Tensor, TensorData};
+
+    #[test]
+    fn written_records_give_their_buffers_back_for_the_next_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let config = PredictionLogConfig {
+            flush_interval: Duration::from_secs(3_600),
+            tick: Duration::from_millis(5),
+            ..PredictionLogConfig::default()
+        };
+        let log = PredictionLog::start(store, config, Arc::new(ManualClock::new(0))).unwrap();
+        let p = Prediction {
+            deployment: "gb".into(),
+            version: "1".into(),
+            request_id: "r".into(),
+            time_us: 0,
+            latency_us: 1,
+            inputs: Inputs::Tensors(vec![
+                Tensor::new("X", vec![1, 2], TensorData::Fp32(vec![1.0, 2.0])).unwrap(),
+            ]),
+            outputs: vec![],
+        };
+        let pooled = || log.shared.pool.lock().unwrap().len();
+        for _ in 0..3 {
+            assert!(log.record(&p.borrowed()));
+        }
+        assert_eq!(pooled(), 0);
+        log.flush().unwrap();
+        assert_eq!(pooled(), 3);
+        // The next record takes a pooled buffer; written, it comes back.
+        assert!(log.record(&p.borrowed()));
+        assert_eq!(pooled(), 2);
+        log.flush().unwrap();
+        assert_eq!(pooled(), 3);
+        assert_eq!(log.stats().written, 4);
+        log.close();
     }
 }

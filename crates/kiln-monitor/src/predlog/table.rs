@@ -21,8 +21,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use kiln_data::plain::{PlainColumn, PlainTable};
-use kiln_ml::{Tensor, TensorData};
+use kiln_ml::Tensor;
 use kiln_transform::{Column, DType, Value};
+
+use super::wire::{self, Elem, InputsView, TensorView, View};
 
 /// Elements per row above which a tensor is one list column instead of one column each.
 pub const MAX_WIDE: usize = 256;
@@ -37,7 +39,8 @@ pub const FIXED: [&str; 6] = [
     "latency_us",
 ];
 
-/// One answered request, as the log takes it.
+/// One answered request, as the log takes it (owned; see [`PredictionRef`] for the borrowed
+/// form the data plane hands over).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     /// The served name.
@@ -62,60 +65,71 @@ pub enum Inputs {
     },
 }
 
-fn data_bytes(d: &TensorData) -> usize {
-    match d {
-        TensorData::Bool(v) => v.len(),
-        TensorData::Int32(v) => v.len() * 4,
-        TensorData::Int64(v) => v.len() * 8,
-        TensorData::Fp32(v) => v.len() * 4,
-        TensorData::Fp64(v) => v.len() * 8,
-        TensorData::Bytes(v) => v.iter().map(|b| b.len() + 24).sum(),
-    }
+/// One answered request, borrowed from the request that made it: logging copies it once,
+/// into the log's buffer, and nothing else.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionRef<'a> {
+    pub deployment: &'a str,
+    pub version: &'a str,
+    pub request_id: &'a str,
+    pub time_us: i64,
+    pub latency_us: u64,
+    pub inputs: InputsRef<'a>,
+    pub outputs: &'a [Tensor],
 }
 
-fn tensors_bytes(ts: &[Tensor]) -> usize {
-    ts.iter()
-        .map(|t| 64 + t.name.len() + 8 * t.shape.len() + data_bytes(&t.data))
-        .sum()
+#[derive(Debug, Clone, Copy)]
+pub enum InputsRef<'a> {
+    Tensors(&'a [Tensor]),
+    Rows {
+        columns: &'a [Column],
+        rows: &'a [Vec<Value>],
+    },
 }
 
 impl Prediction {
+    pub fn borrowed(&self) -> PredictionRef<'_> {
+        PredictionRef {
+            deployment: &self.deployment,
+            version: &self.version,
+            request_id: &self.request_id,
+            time_us: self.time_us,
+            latency_us: self.latency_us,
+            inputs: match &self.inputs {
+                Inputs::Tensors(t) => InputsRef::Tensors(t),
+                Inputs::Rows { columns, rows } => InputsRef::Rows { columns, rows },
+            },
+            outputs: &self.outputs,
+        }
+    }
+
+    /// See [`PredictionRef::rows`].
+    pub fn rows(&self) -> usize {
+        self.borrowed().rows()
+    }
+
+    /// See [`PredictionRef::buffer_bytes`].
+    pub fn buffer_bytes(&self) -> usize {
+        self.borrowed().buffer_bytes()
+    }
+}
+
+impl PredictionRef<'_> {
     /// The rows the request predicted: the first input's first dimension (1 for a scalar).
     pub fn rows(&self) -> usize {
-        match &self.inputs {
-            Inputs::Rows { rows, .. } => rows.len(),
-            Inputs::Tensors(ts) => ts
+        match self.inputs {
+            InputsRef::Rows { rows, .. } => rows.len(),
+            InputsRef::Tensors(ts) => ts
                 .first()
                 .or(self.outputs.first())
                 .map_or(1, |t| t.shape.first().copied().unwrap_or(1)),
         }
     }
 
-    /// Roughly the memory the record holds, for the buffer's byte bound.
-    pub fn approx_bytes(&self) -> usize {
-        let inputs = match &self.inputs {
-            Inputs::Tensors(ts) => tensors_bytes(ts),
-            Inputs::Rows { columns, rows } => {
-                columns.iter().map(|c| c.name.len() + 32).sum::<usize>()
-                    + rows
-                        .iter()
-                        .map(|r| {
-                            24 + r
-                                .iter()
-                                .map(|v| match v {
-                                    Value::Str(s) => 32 + s.len(),
-                                    _ => 32,
-                                })
-                                .sum::<usize>()
-                        })
-                        .sum::<usize>()
-            }
-        };
-        256 + self.deployment.len()
-            + self.version.len()
-            + self.request_id.len()
-            + inputs
-            + tensors_bytes(&self.outputs)
+    /// The bytes the record takes in the log's buffer (packed, see [`wire`]): what the
+    /// buffer's byte bound counts.
+    pub fn buffer_bytes(&self) -> usize {
+        wire::packed_len(self)
     }
 }
 
@@ -131,12 +145,12 @@ enum Kind {
     List,
 }
 
-fn elem_kind(d: &TensorData) -> Kind {
-    match d {
-        TensorData::Bool(_) => Kind::Bool,
-        TensorData::Int32(_) | TensorData::Int64(_) => Kind::I64,
-        TensorData::Fp32(_) | TensorData::Fp64(_) => Kind::F64,
-        TensorData::Bytes(_) => Kind::Str,
+fn elem_kind(e: Elem) -> Kind {
+    match e {
+        Elem::Bool => Kind::Bool,
+        Elem::Int32 | Elem::Int64 => Kind::I64,
+        Elem::Fp32 | Elem::Fp64 => Kind::F64,
+        Elem::Bytes => Kind::Str,
     }
 }
 
@@ -176,8 +190,8 @@ enum Layout {
     Whole,
 }
 
-fn layout(t: &Tensor, rows: usize) -> Layout {
-    match t.shape.split_first() {
+fn layout(shape: &[usize], rows: usize) -> Layout {
+    match shape.split_first() {
         Some((&n, rest)) if n == rows => {
             let width: usize = rest.iter().product();
             if rest.is_empty() {
@@ -193,29 +207,29 @@ fn layout(t: &Tensor, rows: usize) -> Layout {
 }
 
 /// A group key: records with equal keys have the same columns.
-pub(crate) fn schema_key(p: &Prediction) -> String {
+pub(crate) fn schema_key(p: &View<'_>) -> String {
     let rows = p.rows();
     let mut k = String::new();
-    let tensors = |k: &mut String, ts: &[Tensor]| {
+    let tensors = |k: &mut String, ts: &[TensorView<'_>]| {
         for t in ts {
             let _ = write!(
                 k,
                 "{}\u{1}{:?}\u{1}{:?}\u{2}",
                 t.name,
-                elem_kind(&t.data),
-                layout(t, rows)
+                elem_kind(t.elem),
+                layout(&t.shape, rows)
             );
         }
     };
     match &p.inputs {
-        Inputs::Tensors(ts) => {
+        InputsView::Tensors(ts) => {
             k.push('T');
             tensors(&mut k, ts);
         }
-        Inputs::Rows { columns, .. } => {
+        InputsView::Rows { columns, .. } => {
             k.push('R');
-            for c in columns {
-                let _ = write!(k, "{}\u{1}{:?}\u{2}", c.name, c.dtype);
+            for (name, dtype) in columns {
+                let _ = write!(k, "{name}\u{1}{dtype:?}\u{2}");
             }
         }
     }
@@ -283,18 +297,18 @@ fn push_spec(
 fn tensor_specs(
     out: &mut Vec<Spec>,
     used: &mut HashSet<String>,
-    ts: &[Tensor],
+    ts: &[TensorView<'_>],
     rows: usize,
     input: bool,
 ) {
     let prefix = if input { "input_" } else { "output_" };
     for (ti, t) in ts.iter().enumerate() {
-        let kind = elem_kind(&t.data);
-        match layout(t, rows) {
+        let kind = elem_kind(t.elem);
+        match layout(&t.shape, rows) {
             Layout::Scalar => push_spec(
                 out,
                 used,
-                t.name.clone(),
+                t.name.to_string(),
                 prefix,
                 kind,
                 Source::Elem { input, t: ti, j: 0 },
@@ -314,7 +328,7 @@ fn tensor_specs(
             Layout::RowList(_) => push_spec(
                 out,
                 used,
-                t.name.clone(),
+                t.name.to_string(),
                 prefix,
                 Kind::List,
                 Source::RowList { input, t: ti },
@@ -322,7 +336,7 @@ fn tensor_specs(
             Layout::Whole => push_spec(
                 out,
                 used,
-                t.name.clone(),
+                t.name.to_string(),
                 prefix,
                 Kind::List,
                 Source::Whole { input, t: ti },
@@ -332,7 +346,7 @@ fn tensor_specs(
 }
 
 /// The columns of records shaped like `p`.
-fn specs(p: &Prediction) -> Vec<Spec> {
+fn specs(p: &View<'_>) -> Vec<Spec> {
     const FIXED_KINDS: [Kind; 6] = [
         Kind::Str,
         Kind::I64,
@@ -354,15 +368,15 @@ fn specs(p: &Prediction) -> Vec<Spec> {
         .collect();
     let mut used: HashSet<String> = FIXED.iter().map(|s| (*s).to_string()).collect();
     match &p.inputs {
-        Inputs::Tensors(ts) => tensor_specs(&mut out, &mut used, ts, rows, true),
-        Inputs::Rows { columns, .. } => {
-            for (ci, c) in columns.iter().enumerate() {
+        InputsView::Tensors(ts) => tensor_specs(&mut out, &mut used, ts, rows, true),
+        InputsView::Rows { columns, .. } => {
+            for (ci, (name, dtype)) in columns.iter().enumerate() {
                 push_spec(
                     &mut out,
                     &mut used,
-                    c.name.clone(),
+                    (*name).to_string(),
                     "input_",
-                    dtype_kind(c.dtype),
+                    dtype_kind(*dtype),
                     Source::Raw(ci),
                 );
             }
@@ -377,41 +391,35 @@ fn f(x: f64) -> Option<f64> {
 }
 
 /// Elements `range` of a tensor as a plain column.
-fn slice(d: &TensorData, range: std::ops::Range<usize>) -> PlainColumn {
-    match d {
-        TensorData::Bool(v) => PlainColumn::Bool(v[range].iter().map(|x| Some(*x)).collect()),
-        TensorData::Int32(v) => {
-            PlainColumn::I64(v[range].iter().map(|x| Some(i64::from(*x))).collect())
+fn slice(t: &TensorView<'_>, range: std::ops::Range<usize>) -> PlainColumn {
+    match t.elem {
+        Elem::Bool => PlainColumn::Bool(range.map(|i| t.bool_at(i)).collect()),
+        Elem::Int32 | Elem::Int64 => PlainColumn::I64(range.map(|i| t.i64_at(i)).collect()),
+        Elem::Fp32 | Elem::Fp64 => {
+            PlainColumn::F64(range.map(|i| t.f64_at(i).and_then(f)).collect())
         }
-        TensorData::Int64(v) => PlainColumn::I64(v[range].iter().map(|x| Some(*x)).collect()),
-        TensorData::Fp32(v) => {
-            PlainColumn::F64(v[range].iter().map(|x| f(f64::from(*x))).collect())
-        }
-        TensorData::Fp64(v) => PlainColumn::F64(v[range].iter().map(|x| f(*x)).collect()),
-        TensorData::Bytes(v) => PlainColumn::Str(
-            v[range]
-                .iter()
-                .map(|b| Some(String::from_utf8_lossy(b).into_owned()))
+        Elem::Bytes => PlainColumn::Str(
+            range
+                .map(|i| {
+                    t.bytes_at(i)
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                })
                 .collect(),
         ),
     }
 }
 
 /// Appends element `i` of a tensor (null when it has fewer elements).
-fn push_elem(col: &mut PlainColumn, d: &TensorData, i: usize) {
-    match (col, d) {
-        (PlainColumn::Bool(c), TensorData::Bool(v)) => c.push(v.get(i).copied()),
-        (PlainColumn::I64(c), TensorData::Int32(v)) => c.push(v.get(i).map(|x| i64::from(*x))),
-        (PlainColumn::I64(c), TensorData::Int64(v)) => c.push(v.get(i).copied()),
-        (PlainColumn::F64(c), TensorData::Fp32(v)) => {
-            c.push(v.get(i).and_then(|x| f(f64::from(*x))));
-        }
-        (PlainColumn::F64(c), TensorData::Fp64(v)) => c.push(v.get(i).and_then(|x| f(*x))),
-        (PlainColumn::Str(c), TensorData::Bytes(v)) => {
-            c.push(v.get(i).map(|b| String::from_utf8_lossy(b).into_owned()));
-        }
-        // Records of one group have the same element types.
-        (c, _) => push_null(c),
+fn push_elem(col: &mut PlainColumn, t: &TensorView<'_>, i: usize) {
+    match col {
+        PlainColumn::Bool(c) => c.push(t.bool_at(i)),
+        PlainColumn::I64(c) => c.push(t.i64_at(i)),
+        PlainColumn::F64(c) => c.push(t.f64_at(i).and_then(f)),
+        PlainColumn::Str(c) => c.push(
+            t.bytes_at(i)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        ),
+        c => push_null(c),
     }
 }
 
@@ -462,7 +470,7 @@ fn push_value(col: &mut PlainColumn, v: Option<&Value>) {
 }
 
 /// Records of one schema (equal [`schema_key`]s) as one table.
-pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
+pub(crate) fn to_table(group: &[&View<'_>]) -> PlainTable {
     let Some(first) = group.first() else {
         return PlainTable::default();
     };
@@ -471,11 +479,11 @@ pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
     let mut cols: Vec<PlainColumn> = specs.iter().map(|s| empty(s.kind, total)).collect();
     for p in group {
         let rows = p.rows();
-        let tensor = |input: bool, t: usize| -> Option<&Tensor> {
+        let tensor = |input: bool, t: usize| -> Option<&TensorView<'_>> {
             if input {
                 match &p.inputs {
-                    Inputs::Tensors(ts) => ts.get(t),
-                    Inputs::Rows { .. } => None,
+                    InputsView::Tensors(ts) => ts.get(t),
+                    InputsView::Rows { .. } => None,
                 }
             } else {
                 p.outputs.get(t)
@@ -483,21 +491,24 @@ pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
         };
         for (spec, col) in specs.iter().zip(cols.iter_mut()) {
             match spec.source {
-                Source::Fixed(i) => {
-                    for r in 0..rows {
-                        match (i, &mut *col) {
-                            (0, PlainColumn::Str(c)) => c.push(Some(p.request_id.clone())),
-                            (1, PlainColumn::I64(c)) => c.push(Some(r as i64)),
-                            (2, PlainColumn::Timestamp(c)) => c.push(Some(p.time_us)),
-                            (3, PlainColumn::Str(c)) => c.push(Some(p.deployment.clone())),
-                            (4, PlainColumn::Str(c)) => c.push(Some(p.version.clone())),
-                            (5, PlainColumn::I64(c)) => {
-                                c.push(Some(i64::try_from(p.latency_us).unwrap_or(i64::MAX)));
-                            }
-                            (_, c) => push_null(c),
-                        }
+                Source::Fixed(i) => match (i, &mut *col) {
+                    (0, PlainColumn::Str(c)) => {
+                        c.extend((0..rows).map(|_| Some(p.request_id.to_string())));
                     }
-                }
+                    (1, PlainColumn::I64(c)) => c.extend((0..rows).map(|r| Some(r as i64))),
+                    (2, PlainColumn::Timestamp(c)) => c.extend((0..rows).map(|_| Some(p.time_us))),
+                    (3, PlainColumn::Str(c)) => {
+                        c.extend((0..rows).map(|_| Some(p.deployment.to_string())));
+                    }
+                    (4, PlainColumn::Str(c)) => {
+                        c.extend((0..rows).map(|_| Some(p.version.to_string())));
+                    }
+                    (5, PlainColumn::I64(c)) => {
+                        let l = i64::try_from(p.latency_us).unwrap_or(i64::MAX);
+                        c.extend((0..rows).map(|_| Some(l)));
+                    }
+                    (_, c) => (0..rows).for_each(|_| push_null(c)),
+                },
                 Source::Elem { input, t, j } => {
                     let Some(t) = tensor(input, t) else {
                         (0..rows).for_each(|_| push_null(col));
@@ -505,7 +516,7 @@ pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
                     };
                     let width: usize = t.shape.iter().skip(1).product();
                     for r in 0..rows {
-                        push_elem(col, &t.data, r * width + j);
+                        push_elem(col, t, r * width + j);
                     }
                 }
                 Source::RowList { input, t } => {
@@ -516,17 +527,17 @@ pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
                     };
                     let width: usize = t.shape.iter().skip(1).product();
                     for r in 0..rows {
-                        let end = ((r + 1) * width).min(t.data.len());
-                        c.push(Some(slice(&t.data, (r * width).min(end)..end)));
+                        let end = ((r + 1) * width).min(t.len());
+                        c.push(Some(slice(t, (r * width).min(end)..end)));
                     }
                 }
                 Source::Whole { input, t } => {
                     let PlainColumn::List(c) = col else { continue };
-                    let whole = tensor(input, t).map(|t| slice(&t.data, 0..t.data.len()));
+                    let whole = tensor(input, t).map(|t| slice(t, 0..t.len()));
                     c.extend((0..rows).map(|_| whole.clone()));
                 }
                 Source::Raw(ci) => {
-                    let Inputs::Rows { rows: raw, .. } = &p.inputs else {
+                    let InputsView::Rows { rows: raw, .. } = &p.inputs else {
                         (0..rows).for_each(|_| push_null(col));
                         continue;
                     };
@@ -543,9 +554,9 @@ pub(crate) fn to_table(group: &[&Prediction]) -> PlainTable {
 }
 
 /// Records grouped by schema, one table each (in order of first appearance).
-pub fn to_tables(records: &[&Prediction]) -> Vec<PlainTable> {
+pub fn views_to_tables(records: &[&View<'_>]) -> Vec<PlainTable> {
     let mut order: Vec<String> = vec![];
-    let mut groups: BTreeMap<String, Vec<&Prediction>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<&View<'_>>> = BTreeMap::new();
     for p in records {
         let k = schema_key(p);
         if !groups.contains_key(&k) {
@@ -556,9 +567,19 @@ pub fn to_tables(records: &[&Prediction]) -> Vec<PlainTable> {
     order.iter().map(|k| to_table(&groups[k])).collect()
 }
 
+/// Owned predictions grouped by schema, one table each (packed and read back, as the
+/// writer does).
+pub fn to_tables(records: &[&Prediction]) -> Vec<PlainTable> {
+    let packed: Vec<Vec<u8>> = records.iter().map(|p| wire::pack(&p.borrowed())).collect();
+    let views: Vec<View<'_>> = packed.iter().filter_map(|b| wire::view(b)).collect();
+    let refs: Vec<&View<'_>> = views.iter().collect();
+    views_to_tables(&refs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_ml::TensorData;
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
         Tensor::new(name, shape, data).unwrap()
@@ -593,7 +614,7 @@ mod tests {
                 ),
             ],
         );
-        let table = to_table(&[&p]);
+        let table = to_tables(&[&p]).remove(0);
         assert_eq!(
             table.names(),
             [
@@ -648,7 +669,7 @@ mod tests {
                 t("bias", vec![3], TensorData::Fp64(vec![1.0, 2.0, 3.0])),
             ],
         );
-        let table = to_table(&[&p]);
+        let table = to_tables(&[&p]).remove(0);
         assert_eq!(
             &table.names()[6..],
             ["img", "input_row", "output_row", "bias"]
@@ -715,6 +736,9 @@ mod tests {
             Some(&PlainColumn::Timestamp(vec![Some(5), None, Some(5), None]))
         );
         assert_eq!(tables[1].names()[6..], ["X_0", "label"]);
-        assert!(raw.approx_bytes() > 256 && tensor.approx_bytes() > 256);
+        assert_eq!(
+            raw.buffer_bytes(),
+            crate::predlog::wire::pack(&raw.borrowed()).len()
+        );
     }
 }

@@ -183,14 +183,14 @@ fn buffers_until_the_row_count_then_writes_one_file_that_reads_back_value_for_va
         .map(|i| pred("gb", &format!("r{i}"), at(10, 15, 0, i), 3, i as f32))
         .collect();
     for p in &preds[..3] {
-        assert!(log.record(p.clone()));
+        assert!(log.record(&p.borrowed()));
     }
     // Nine rows: under the bound, nothing is written however long we wait.
     std::thread::sleep(Duration::from_millis(100));
     let s = log.stats();
     assert_eq!((s.records, s.buffered, s.written, s.flushes), (3, 3, 0, 0));
     assert!(parquet_files(dir.path()).is_empty());
-    assert!(log.record(preds[3].clone()));
+    assert!(log.record(&preds[3].borrowed()));
     wait_until("the size-triggered write", || log.stats().written == 4);
     let files = parquet_files(dir.path());
     assert_eq!(files.len(), 1, "{files:?}");
@@ -243,7 +243,7 @@ fn a_full_buffer_drops_the_newest_and_counts_it_by_records_and_by_bytes() {
     };
     let log = PredictionLog::start(open(dir.path()), cfg, clock.clone()).unwrap();
     let accepted: Vec<bool> = (0..8)
-        .map(|i| log.record(pred("gb", &format!("r{i}"), at(9, 0, 0, i), 1, 0.0)))
+        .map(|i| log.record(&pred("gb", &format!("r{i}"), at(9, 0, 0, i), 1, 0.0).borrowed()))
         .collect();
     assert_eq!(
         accepted,
@@ -255,7 +255,7 @@ fn a_full_buffer_drops_the_newest_and_counts_it_by_records_and_by_bytes() {
     let s = log.stats();
     assert_eq!((s.written, s.buffered, s.flushes), (5, 0, 1));
     // Room again once written.
-    assert!(log.record(pred("gb", "r8", at(9, 0, 1, 0), 1, 0.0)));
+    assert!(log.record(&pred("gb", "r8", at(9, 0, 1, 0), 1, 0.0).borrowed()));
     log.close();
     let t = rt()
         .block_on(read_predictions(
@@ -271,16 +271,16 @@ fn a_full_buffer_drops_the_newest_and_counts_it_by_records_and_by_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let one = pred("gb", "b", at(9, 0, 0, 0), 4, 0.0);
     let cfg = PredictionLogConfig {
-        max_buffered_bytes: 3 * one.approx_bytes(),
+        max_buffered_bytes: 3 * one.buffer_bytes(),
         ..config()
     };
     let log = PredictionLog::start(open(dir.path()), cfg, clock).unwrap();
-    let accepted: Vec<bool> = (0..5).map(|_| log.record(one.clone())).collect();
+    let accepted: Vec<bool> = (0..5).map(|_| log.record(&one.borrowed())).collect();
     assert_eq!(accepted, [true, true, true, false, false]);
     assert_eq!(log.stats().dropped, 2);
     assert_eq!(log.close().written, 3);
     // Closed: later records are dropped, not blocked on.
-    assert!(!log.record(one.clone()));
+    assert!(!log.record(&one.borrowed()));
     assert_eq!(log.stats().dropped, 3);
 }
 
@@ -297,7 +297,7 @@ fn partitions_by_deployment_date_and_hour_and_flushes_when_the_clock_says() {
     let next_day = pred("gb", "next", at(24, 0, 0, 0), 1, 2.0);
     let other = pred("a/b", "other", at(23, 30, 0, 0), 1, 3.0);
     for p in [&late, &next_day, &other] {
-        assert!(log.record(p.clone()));
+        assert!(log.record(&p.borrowed()));
     }
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(log.stats().written, 0, "written before the interval passed");
@@ -353,7 +353,7 @@ fn a_restarted_log_adds_files_beside_the_old_ones_and_never_replaces_them() {
         .collect();
     let log = PredictionLog::start(open(dir.path()), config(), clock.clone()).unwrap();
     for p in &first {
-        assert!(log.record(p.clone()));
+        assert!(log.record(&p.borrowed()));
     }
     let report = log.close();
     assert_eq!((report.written, report.discarded), (3, 0));
@@ -366,7 +366,7 @@ fn a_restarted_log_adds_files_beside_the_old_ones_and_never_replaces_them() {
         .collect();
     let log = PredictionLog::start(open(dir.path()), config(), clock).unwrap();
     for p in &second {
-        assert!(log.record(p.clone()));
+        assert!(log.record(&p.borrowed()));
     }
     assert_eq!(log.close().written, 2);
     let after = parquet_files(dir.path());
@@ -410,7 +410,7 @@ fn a_failing_store_keeps_the_records_retries_and_counts_what_close_loses() {
         .map(|i| pred("gb", &format!("f{i}"), at(7, 0, 0, i), 1, i as f32))
         .collect();
     for p in &preds {
-        assert!(log.record(p.clone()));
+        assert!(log.record(&p.borrowed()));
     }
     assert!(log.flush().is_err());
     let s = log.stats();
@@ -422,7 +422,7 @@ fn a_failing_store_keeps_the_records_retries_and_counts_what_close_loses() {
     assert_eq!((s.written, s.buffered, s.flushes), (4, 0, 1));
     // Broken again at shutdown: what is left is counted as lost.
     break_store(&dir, true);
-    assert!(log.record(pred("gb", "lost", at(7, 0, 1, 0), 1, 0.0)));
+    assert!(log.record(&pred("gb", "lost", at(7, 0, 1, 0), 1, 0.0).borrowed()));
     let report = log.close();
     assert_eq!((report.written, report.discarded), (0, 1));
     let s = log.stats();
@@ -491,8 +491,8 @@ fn raw_rows_tensors_and_wide_inputs_of_one_deployment_read_back_as_one_table() {
         ]),
         outputs: vec![Tensor::new("label", vec![1], TensorData::Int64(vec![1])).unwrap()],
     };
-    assert!(log.record(raw.clone()));
-    assert!(log.record(tensor.clone()));
+    assert!(log.record(&raw.borrowed()));
+    assert!(log.record(&tensor.borrowed()));
     log.flush().unwrap();
     // Two schemas: two files in the hour.
     assert_eq!(log.stats().flushes, 2);

@@ -148,7 +148,8 @@ impl Scan<'_> {
                     digits_seen += 1;
                 }
                 if frac {
-                    *scale -= 1;
+                    // Saturates: only a body of more than 2³¹ leading zeros could get there.
+                    *scale = scale.saturating_sub(1);
                 }
             } else {
                 digits_seen = u32::MAX; // too many digits for the fast path

@@ -40,13 +40,30 @@ async fn feedback_events_incidents_and_state() {
         let e = store
             .put_feedback(
                 "delay",
-                vec![("r3".into(), json!(1)), ("r4".into(), json!([1]))],
+                vec![("r3".into(), json!(1)), ("r4".into(), json!([1, {"x": 1}]))],
             )
             .await
             .unwrap_err();
         assert!(
             e.to_string().contains("item 1 (request `r4`)"),
             "{kind}: {e}"
+        );
+        // A list gives one label per row of a request of several rows; an empty one is refused.
+        store
+            .put_feedback("batch", vec![("r5".into(), json!([0, 1, "late", true]))])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.feedback("batch").await.unwrap()[0].label,
+            json!([0, 1, "late", true]),
+            "{kind}"
+        );
+        assert!(
+            store
+                .put_feedback("batch", vec![("r6".into(), json!([]))])
+                .await
+                .is_err(),
+            "{kind}"
         );
         let e = store
             .put_feedback("delay", vec![("".into(), json!(1))])

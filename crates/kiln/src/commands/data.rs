@@ -1002,7 +1002,7 @@ fn drift(a: DriftArgs) -> anyhow::Result<ExitCode> {
 
 /// The reference profile: a profile JSON, a package's (directory or manifest.json) training
 /// profile, or the profile of a data file.
-fn load_reference(path: &Path) -> anyhow::Result<kiln_data::profile::Profile> {
+pub(crate) fn load_reference(path: &Path) -> anyhow::Result<kiln_data::profile::Profile> {
     use kiln_data::profile::Profile;
     let manifest = if path.is_dir() {
         Some(path.join("manifest.json"))

@@ -8,6 +8,7 @@ pub mod incidents;
 pub mod keys;
 pub mod lineage;
 pub mod loadtest;
+pub mod monitor;
 pub mod monitor_loop;
 pub mod package;
 pub mod release;

@@ -44,11 +44,35 @@ struct Watch {
     last_traffic: Option<TrafficSpec>,
     /// The last counters fed to the SLO tracker, per version.
     slo_seen: BTreeMap<String, CounterSample>,
+    /// Model health from the prediction log (with `--prediction-log`).
+    health: HealthWatch,
+    /// `{"deploy": …, "monitor": …}` as configured: compared with the last run's at start.
+    config: Value,
+    /// The last model-health indicators (drift per deployment, realised metrics per
+    /// version), included in every tick until the next assessment.
+    health_values: Indicators,
+}
+
+/// When and how model health is assessed.
+struct HealthWatch {
+    every_ms: i64,
+    /// How far back the prediction log is read.
+    span_ms: i64,
+    /// Only the last this many logged rows (`[monitor.NAME].drift.rows`).
+    rows: Option<usize>,
+    /// Fewer rows than this are not compared for drift.
+    min_rows: usize,
+    drift: kiln_data::drift::DriftOptions,
+    last_ms: Option<i64>,
+    /// Whether the last assessment saw dataset drift (None: not compared).
+    drifting: Option<bool>,
 }
 
 pub struct Monitor {
     state: Arc<ServeState>,
     store: Store,
+    /// Where `kiln serve --prediction-log` writes: read back for drift and realised metrics.
+    prediction_log: Option<kiln_store::ArtifactStore>,
     clock: Arc<dyn Clock>,
     served: Vec<Served>,
     watches: Vec<Watch>,
@@ -180,8 +204,22 @@ impl Monitor {
                         .map_err(|e| anyhow::anyhow!("[monitor.{name}]: {e}"))?,
                 )
             };
+            let drift_cfg = monitor.drift.clone().unwrap_or_default();
+            let health = HealthWatch {
+                every_ms: dur("drift.every", &drift_cfg.every, 60_000)?,
+                span_ms: dur("drift.window", &drift_cfg.window, 3_600_000)?,
+                rows: drift_cfg.rows.filter(|r| *r > 0),
+                min_rows: drift_cfg.min_rows.unwrap_or(100).max(1),
+                drift: drift_options(name, &drift_cfg)?,
+                last_ms: None,
+                drifting: None,
+            };
+            let config = json!({"deploy": deploy, "monitor": monitor});
             watches.push(Watch {
                 name: name.to_string(),
+                health,
+                config,
+                health_values: Indicators::new(),
                 deploy,
                 window_ms,
                 canary_window_ms,
@@ -205,11 +243,19 @@ impl Monitor {
         Ok(Monitor {
             state,
             store,
+            prediction_log: None,
             clock,
             served,
             watches,
             interval,
         })
+    }
+
+    /// Reads the prediction log in `store` for model health (drift against the served
+    /// version's training profile, realised metrics from feedback).
+    pub fn with_prediction_log(mut self, store: kiln_store::ArtifactStore) -> Monitor {
+        self.prediction_log = Some(store);
+        self
     }
 
     /// Runs until `stop` resolves.
@@ -254,6 +300,9 @@ impl Monitor {
             )),
             Some(_) => None,
         };
+        if self.watches[i].last_traffic.is_none() {
+            self.config_event(i, now).await;
+        }
         if let Some(summary) = summary {
             self.event(
                 now,
@@ -272,6 +321,8 @@ impl Monitor {
             Ok(Some(v)) => serde_json::from_value::<Silences>(v).ok(),
             _ => None,
         };
+
+        self.refresh_health(i, now).await;
 
         // Sample every version's counters.
         let mut indicators = Indicators::new();
@@ -336,8 +387,22 @@ impl Monitor {
             by_version.insert(v.clone(), (labels, wi));
         }
         if let Some(t) = &w.slos {
-            indicators.extend(t.indicators());
+            let slo = t.indicators();
+            // Kept for `kiln monitor report`: where each SLO stands.
+            let doc: Vec<Value> = slo
+                .series()
+                .map(|(l, v)| json!({"labels": l, "values": v}))
+                .collect();
+            if let Err(e) = self
+                .store
+                .put_monitor_state(&format!("slo/{name}"), json!({"at": now, "series": doc}))
+                .await
+            {
+                tracing::warn!(error = %e, "cannot save the SLO state");
+            }
+            indicators.extend(slo);
         }
+        indicators.extend(w.health_values.clone());
 
         // Alerts.
         let mut opened = vec![];
@@ -462,10 +527,18 @@ impl Monitor {
                 .get(*version)
                 .map(|(l, _)| l.clone())
                 .unwrap_or_default();
-            let vals: BTreeMap<String, f64> = values(&wi)
+            let mut vals: BTreeMap<String, f64> = values(&wi)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect();
+            // Model health of the canary (realised metrics), and the deployment's drift.
+            for (l, hv) in w.health_values.series() {
+                if l.get("version").is_none_or(|v| v == version.as_str()) {
+                    for (k, x) in hv {
+                        vals.entry(k.clone()).or_insert(*x);
+                    }
+                }
+            }
             let breached = w
                 .rollback_when
                 .iter()
@@ -573,6 +646,193 @@ impl Monitor {
         }
     }
 
+    /// At start: records a `config` event when the deployment's `[deploy]`/`[monitor]`
+    /// sections differ from what the last monitor of this name ran with (or were never seen).
+    async fn config_event(&self, i: usize, now: i64) {
+        let w = &self.watches[i];
+        let key = format!("config/{}", w.name);
+        let before = self.store.monitor_state(&key).await.ok().flatten();
+        if before.as_ref() == Some(&w.config) {
+            return;
+        }
+        let changed: Vec<String> = match &before {
+            None => vec![],
+            Some(old) => {
+                let mut keys = vec![];
+                for section in ["deploy", "monitor"] {
+                    let (a, b) = (&old[section], &w.config[section]);
+                    let names: std::collections::BTreeSet<&String> = a
+                        .as_object()
+                        .into_iter()
+                        .chain(b.as_object())
+                        .flat_map(|o| o.keys())
+                        .collect();
+                    for k in names {
+                        if a.get(k) != b.get(k) {
+                            keys.push(format!("{section}.{}.{k}", w.name));
+                        }
+                    }
+                }
+                keys
+            }
+        };
+        let summary = if before.is_none() {
+            format!("monitoring configuration of `{}` first seen", w.name)
+        } else {
+            format!(
+                "monitoring configuration of `{}` changed: {}",
+                w.name,
+                changed.join(", ")
+            )
+        };
+        self.event(
+            now,
+            "config",
+            &w.name,
+            ACTOR,
+            summary,
+            json!({"changed": changed, "before": before, "after": w.config}),
+        )
+        .await;
+        if let Err(e) = self.store.put_monitor_state(&key, w.config.clone()).await {
+            tracing::warn!(error = %e, "cannot save the monitoring configuration");
+        }
+    }
+
+    /// Assesses model health from the prediction log when it is due: input drift of the
+    /// recent window against the primary version's training profile (an event when drift
+    /// starts or ends), and realised metrics per version from the feedback received. The
+    /// results become indicators (`drift_share`, `drift.COLUMN` on the deployment; `auc`,
+    /// `accuracy`, `rmse`, … and `labelled` on each version) for rules and canary judgement.
+    async fn refresh_health(&mut self, i: usize, now: i64) {
+        use kiln_monitor::health::{HealthOptions, Windows, assess};
+        let Some(log) = self.prediction_log.clone() else {
+            return;
+        };
+        let w = &self.watches[i];
+        if w.health.last_ms.is_some_and(|t| now - t < w.health.every_ms) {
+            return;
+        }
+        let name = w.name.clone();
+        let Some(ep) = self.state.endpoint(&name) else {
+            return;
+        };
+        let primary = ep.primary().clone();
+        let reference = primary.training_profile.as_ref().and_then(|v| {
+            serde_json::from_value::<kiln_data::profile::Profile>((**v).clone())
+                .inspect_err(|e| tracing::warn!(deployment = %name, error = %e, "the package's training profile cannot be read"))
+                .ok()
+        });
+        let from = now - w.health.span_ms;
+        let table = match kiln_monitor::predlog::read_predictions(&log, &name, from, now + 1).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "cannot read the prediction log");
+                return;
+            }
+        };
+        let table = match w.health.rows {
+            Some(n) if table.height() > n => {
+                let idx: Vec<usize> = (table.height() - n..table.height()).collect();
+                table.take(&idx)
+            }
+            _ => table,
+        };
+        let feedback: std::collections::HashMap<String, Value> = match self.store.feedback(&name).await {
+            Ok(f) => f.into_iter().map(|f| (f.request_id, f.label)).collect(),
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "cannot read feedback");
+                return;
+            }
+        };
+        let opts = HealthOptions {
+            drift: w.health.drift.clone(),
+            windows: Windows::Whole,
+            min_drift_rows: w.health.min_rows,
+            class_labels: primary.class_labels.clone(),
+            ..HealthOptions::default()
+        };
+        let report = match tokio::task::spawn_blocking(move || {
+            assess(&table, &feedback, reference.as_ref(), &opts, from, now + 1)
+        })
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(deployment = %name, error = %e, "model health not assessed");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(deployment = %name, error = %e, "model health assessment failed");
+                return;
+            }
+        };
+        let mut ind = Indicators::new();
+        let dl = Labels::from_pairs([("deployment", name.as_str())]);
+        if let Some(d) = &report.drift {
+            ind.set(&dl, names::DRIFT_SHARE, d.share_drifted);
+            for c in &d.columns {
+                ind.set(&dl, names::drift(&c.column), c.statistic);
+            }
+        }
+        for v in &report.versions {
+            if let Some(re) = &v.realised {
+                let vl = Labels::from_pairs([
+                    ("deployment", name.as_str()),
+                    ("version", v.version.as_str()),
+                ]);
+                for (k, x) in &re.metrics {
+                    ind.set(&vl, k.clone(), *x);
+                }
+                ind.set(&vl, "labelled", re.labelled as f64);
+            }
+        }
+        let drifting = report.drift.as_ref().map(|d| d.dataset_drift);
+        let was = self.watches[i].health.drifting;
+        if let Some(d) = &report.drift
+            && drifting != was
+            && (drifting == Some(true) || was == Some(true))
+        {
+            let cols: Vec<Value> = d
+                .columns
+                .iter()
+                .filter(|c| c.drifted)
+                .map(|c| json!({"column": c.column, "method": c.method.name(), "statistic": c.statistic, "threshold": c.threshold}))
+                .collect();
+            let summary = if d.dataset_drift {
+                format!(
+                    "input drift starts: {} of {} columns drifted ({}) over the last {} rows",
+                    d.drifted_columns,
+                    d.columns.len(),
+                    d.drifted().join(", "),
+                    d.current_rows
+                )
+            } else {
+                format!(
+                    "input drift ends: {} of {} columns drifted over the last {} rows",
+                    d.drifted_columns,
+                    d.columns.len(),
+                    d.current_rows
+                )
+            };
+            self.event(
+                now,
+                "drift",
+                &name,
+                ACTOR,
+                summary,
+                json!({"dataset_drift": d.dataset_drift, "share_drifted": d.share_drifted, "drift_share": d.drift_share, "drifted": cols, "rows": d.current_rows}),
+            )
+            .await;
+        }
+        let h = &mut self.watches[i].health;
+        h.last_ms = Some(now);
+        if drifting.is_some() {
+            h.drifting = drifting;
+        }
+        self.watches[i].health_values = ind;
+    }
+
     async fn event(
         &self,
         at: i64,
@@ -626,6 +886,29 @@ impl Monitor {
             Err(e) => tracing::error!(error = %e, "cannot open an incident"),
         }
     }
+}
+
+/// `[monitor.NAME].drift` as drift options.
+fn drift_options(
+    name: &str,
+    c: &kiln_monitor::config::DriftConfig,
+) -> anyhow::Result<kiln_data::drift::DriftOptions> {
+    let mut o = kiln_data::drift::DriftOptions::default();
+    if let Some(share) = c.share {
+        if !(share > 0.0 && share <= 1.0) {
+            bail!("[monitor.{name}].drift.share = {share}: expected a fraction in (0, 1]");
+        }
+        o.drift_share = share;
+    }
+    if let Some(m) = c.method.as_deref().filter(|m| *m != "auto") {
+        o.method = Some(m.parse().map_err(|e| {
+            anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}")
+        })?);
+    }
+    if !c.columns.is_empty() {
+        o.columns = Some(c.columns.clone());
+    }
+    Ok(o)
 }
 
 /// Where notifications go when no receiver is configured: nowhere (the engine needs one).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use kiln_monitor::predlog::{Inputs, Prediction, PredictionLog, PredictionLogConfig};
+use kiln_monitor::predlog::{InputsRef, PredictionLog, PredictionLogConfig, PredictionRef};
 use kiln_serve::ServeState;
 use kiln_serve::batch::BatchConfig;
 use kiln_serve::model::ModelVersion;
@@ -278,6 +278,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &project.file.monitor,
             args.monitor_interval_ms.map(Duration::from_millis),
         )?;
+        let m = match &args.prediction_log {
+            Some(url) => m.with_prediction_log(
+                ArtifactStore::open(url)
+                    .with_context(|| format!("--prediction-log {url}: cannot open the store"))?,
+            ),
+            None => m,
+        };
         tracing::info!(interval_ms = m.interval.as_millis() as u64, "monitor on");
         let (stop, stopped) = tokio::sync::watch::channel(false);
         Some((stop, tokio::spawn(m.run(stopped))))
@@ -383,21 +390,21 @@ fn open_prediction_log(args: &ServeArgs) -> anyhow::Result<Option<Arc<Prediction
 }
 
 /// The data plane's prediction sink, backed by `kiln-monitor`'s Parquet writer (kiln-serve
-/// does not know kiln-monitor; the record moves across field by field, nothing is copied).
+/// does not know kiln-monitor; the borrowed record is passed on as is, the log packs it).
 struct LogSink(Arc<PredictionLog>);
 
 impl kiln_serve::predlog::PredictionSink for LogSink {
-    fn record(&self, r: kiln_serve::predlog::PredictionRecord) {
+    fn record(&self, r: &kiln_serve::predlog::PredictionRecord<'_>) {
         use kiln_serve::predlog::LoggedInputs;
-        self.0.record(Prediction {
+        self.0.record(&PredictionRef {
             deployment: r.model,
             version: r.version,
             request_id: r.request_id,
             time_us: r.time_us,
             latency_us: r.latency_us,
             inputs: match r.inputs {
-                LoggedInputs::Tensors(t) => Inputs::Tensors(t),
-                LoggedInputs::Rows { columns, rows } => Inputs::Rows { columns, rows },
+                LoggedInputs::Tensors(t) => InputsRef::Tensors(t),
+                LoggedInputs::Rows { columns, rows } => InputsRef::Rows { columns, rows },
             },
             outputs: r.outputs,
         });

@@ -5,6 +5,7 @@ mod data;
 mod lifecycle;
 mod loadtest;
 mod monitor;
+mod monitor_report;
 mod predlog;
 mod release;
 mod serve;
