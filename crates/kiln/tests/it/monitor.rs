@@ -1,6 +1,7 @@
 //! `kiln serve --monitor`: a canary made slow by fault injection is taken back to 0% traffic
 //! by itself under load, with no failed request; a page alert reaches a webhook receiver as
-//! an Alertmanager v4 payload; incidents record the evidence and the timeline.
+//! an Alertmanager v4 payload; incidents record the evidence and the timeline; a canary
+//! served through a registry alias takes the alias back to its previous holder.
 
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -392,4 +393,240 @@ fn an_slo_burning_its_budget_pages_and_can_be_silenced() {
         "{listed}"
     );
     drop(server);
+}
+
+/// An MLflow model's metadata for the ONNX fixture (`mlflow.onnx.log_model`).
+const MLMODEL: &str = "artifact_path: model
+flavors:
+  onnx:
+    code: null
+    onnx_model: model.onnx
+    providers: []
+  python_function:
+    loader_module: mlflow.onnx
+";
+
+/// A canary loaded through a registry alias (`gb@champion`, which an MLflow client had moved
+/// from version 1 to version 2) that breaches `[deploy.gb].canary.rollback_when` is taken
+/// back to 0% by the monitor, which also moves `champion` back to version 1 in the registry,
+/// as a `rollback` by `kiln monitor`; the incident's evidence and timeline show the move.
+#[test]
+fn a_canary_served_through_an_alias_is_rolled_back_in_the_registry_too() {
+    use kiln_store::{CreateModelVersion, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    std::fs::create_dir_all(&data).unwrap();
+    let rt = rt();
+    // Two registered versions of `gb` (the ONNX fixture as an MLflow model in the artifact
+    // store), and `champion` set on version 1, then moved to version 2.
+    let onnx = std::fs::read(fixtures().join("gb_classifier.onnx")).unwrap();
+    let store = rt.block_on(async {
+        let url = format!("sqlite://{}", data.join("kiln.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store
+            .create_registered_model("gb".into(), vec![], None)
+            .await
+            .unwrap();
+        for v in ["1", "2"] {
+            let path = format!("registered/gb-{v}/model");
+            let local = data.join("artifacts").join(&path);
+            std::fs::create_dir_all(&local).unwrap();
+            std::fs::write(local.join("MLmodel"), MLMODEL).unwrap();
+            std::fs::write(local.join("model.onnx"), &onnx).unwrap();
+            let mv = store
+                .create_model_version(CreateModelVersion {
+                    name: "gb".into(),
+                    source: format!("mlflow-artifacts:/{path}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(mv.version, v);
+            store
+                .set_registered_model_alias("gb".into(), "champion".into(), v)
+                .await
+                .unwrap();
+        }
+        store
+    });
+    let config = dir.path().join("kiln.toml");
+    std::fs::write(
+        &config,
+        r#"
+[deploy.gb]
+canary = { rollback_when = ["p99_ms > 20"], min_requests = 20, window = "2s" }
+"#,
+    )
+    .unwrap();
+    // The stable version by number, the canary through the alias (version 2 now); the canary
+    // is made slow.
+    let (server, _) = serve(&[
+        "--model",
+        "gb=models:/gb/1",
+        "--model",
+        "gb=gb@champion",
+        "--traffic",
+        "gb=1:60,2:40",
+        "--inject-latency",
+        "gb=2:40",
+        "--monitor",
+        "--config",
+        config.to_str().unwrap(),
+        "--monitor-interval-ms",
+        "250",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let url = server.url.clone();
+    let (rows, _) = fixture();
+    let rows: Vec<Vec<f32>> = rows
+        .into_iter()
+        .filter(|r| r.iter().all(|x| x.is_finite()))
+        .collect();
+
+    // Load from 4 clients until the rollback incident is open (or 30 s pass).
+    let (incident, traffic, canary_answers) = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = vec![];
+        for k in 0..4 {
+            let (c, url, rows, done) = (c.clone(), url.clone(), rows.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut canary = 0;
+                let mut i = k;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = c
+                        .post(format!("{url}/invocations"))
+                        .json(&json!({"inputs": [rows[i % rows.len()]]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    if r.headers().get("x-kiln-version").is_some_and(|v| v == "2") {
+                        canary += 1;
+                    }
+                    i += 4;
+                }
+                canary
+            }));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let incident = loop {
+            let open = store.incidents(false).await.unwrap();
+            if let Some(i) = open
+                .into_iter()
+                .find(|i| i.title.starts_with("CanaryRolledBack"))
+            {
+                break i;
+            }
+            if Instant::now() > deadline {
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("no rollback incident within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut canary = 0;
+        for t in tasks {
+            canary += t.await.unwrap();
+        }
+        let traffic: Value = c
+            .get(format!("{url}/api/kiln/serve/models/gb/traffic"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (incident, traffic, canary)
+    });
+    assert!(canary_answers >= 20, "the canary served {canary_answers}");
+    // (a) The canary is out of traffic.
+    assert_eq!(traffic["weights"], json!({"1": 100, "2": 0}), "{traffic}");
+    drop(server);
+
+    // (b) `champion` is back on version 1 in the registry, moved by the monitor as a rollback.
+    let (holder, by_alias, history) = rt.block_on(async {
+        (
+            store.alias_holder("gb", "champion").await.unwrap(),
+            store
+                .get_model_version_by_alias("gb", "champion")
+                .await
+                .unwrap(),
+            store.alias_history("gb", Some("champion")).await.unwrap(),
+        )
+    });
+    assert_eq!(holder, Some(1), "{history:?}");
+    assert_eq!(by_alias.version, "1");
+    let moves: Vec<_> = history
+        .iter()
+        .map(|e| {
+            (
+                e.previous.as_deref(),
+                e.version.as_deref(),
+                e.action.as_str(),
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (None, Some("1"), "set", "anonymous"),
+            (Some("1"), Some("2"), "set", "anonymous"),
+            (Some("2"), Some("1"), "rollback", "kiln monitor"),
+        ],
+        "{history:?}"
+    );
+    let last = history.last().unwrap();
+    assert!(
+        last.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("p99_ms > 20")),
+        "{last:?}"
+    );
+
+    // (c) The incident's evidence says the alias moved, from 2 to 1.
+    let ev = &incident.evidence;
+    assert_eq!(ev["canary"], "2", "{ev}");
+    assert_eq!(ev["stable"], "1", "{ev}");
+    assert_eq!(ev["condition"], "p99_ms > 20", "{ev}");
+    assert_eq!(
+        ev["alias"],
+        json!({"alias": "champion", "moved": true, "from": "2", "to": "1"}),
+        "{ev}"
+    );
+    // The incident's timeline shows the move, by the monitor.
+    let out = Command::new(kiln_bin())
+        .args(["incidents", "show", &incident.id.to_string(), "--json"])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .env("KILN_LOG", "warn")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown["incident"]["evidence"]["alias"], ev["alias"],
+        "{shown}"
+    );
+    let timeline = shown["timeline"].as_array().unwrap();
+    let alias_move = timeline
+        .iter()
+        .find(|e| e["kind"] == "alias" && e["detail"]["action"] == "rollback")
+        .unwrap_or_else(|| panic!("no alias rollback on the timeline: {shown:#}"));
+    assert_eq!(alias_move["actor"], "kiln monitor", "{alias_move}");
+    assert_eq!(alias_move["detail"]["alias"], "champion", "{alias_move}");
+    assert_eq!(alias_move["detail"]["previous"], 2, "{alias_move}");
+    assert_eq!(alias_move["detail"]["version"], 1, "{alias_move}");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["kind"] == "rollback" && e["actor"] == "kiln monitor"),
+        "{shown:#}"
+    );
 }
