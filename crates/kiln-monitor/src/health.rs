@@ -212,7 +212,10 @@ fn f64s(c: &PlainColumn) -> Vec<Option<f64>> {
     match c {
         PlainColumn::F64(v) => v.clone(),
         PlainColumn::I64(v) => v.iter().map(|x| x.map(|x| x as f64)).collect(),
-        PlainColumn::Bool(v) => v.iter().map(|x| x.map(|b| f64::from(u8::from(b)))).collect(),
+        PlainColumn::Bool(v) => v
+            .iter()
+            .map(|x| x.map(|b| f64::from(u8::from(b))))
+            .collect(),
         other => vec![None; other.len()],
     }
 }
@@ -234,12 +237,7 @@ fn ints(t: &PlainTable, name: &str) -> Vec<Option<i64>> {
 }
 
 /// A label as a number for `task`, or why it cannot be used.
-fn label_value(
-    v: &Value,
-    task: TaskKind,
-    classes: usize,
-    names: &[String],
-) -> Result<f64, String> {
+fn label_value(v: &Value, task: TaskKind, classes: usize, names: &[String]) -> Result<f64, String> {
     let x = match v {
         Value::Bool(b) => f64::from(u8::from(*b)),
         Value::Number(n) => n.as_f64().ok_or("not a finite number")?,
@@ -253,7 +251,9 @@ fn label_value(
                     "true" => 1.0,
                     "false" => 0.0,
                     _ if names.is_empty() => {
-                        return Err(format!("class name {s:?} given, and the model's class names are unknown"));
+                        return Err(format!(
+                            "class name {s:?} given, and the model's class names are unknown"
+                        ));
                     }
                     _ => return Err(format!("{s:?} is not one of the classes {names:?}")),
                 }
@@ -278,7 +278,13 @@ fn label_value(
 
 /// Realised metrics of `labels` against the predictions in `scores` (binary: P(1) per row;
 /// multiclass: `rows × classes` probabilities; regression: the prediction per row).
-fn realised(task: TaskKind, labels: &[f64], scores: &[f64], classes: usize, threshold: f64) -> Realised {
+fn realised(
+    task: TaskKind,
+    labels: &[f64],
+    scores: &[f64],
+    classes: usize,
+    threshold: f64,
+) -> Realised {
     let mut metrics = BTreeMap::new();
     let mut put = |k: &str, v: Option<f64>| {
         if let Some(v) = v.filter(|v| v.is_finite()) {
@@ -337,10 +343,14 @@ pub fn assess(
     if let Windows::Time(ms) = opts.windows
         && ms <= 0
     {
-        return Err(HealthError::Option(format!("window of {ms} ms: expected a positive duration")));
+        return Err(HealthError::Option(format!(
+            "window of {ms} ms: expected a positive duration"
+        )));
     }
     if let Windows::Rows(0) = opts.windows {
-        return Err(HealthError::Option("windows of 0 rows: expected at least one".into()));
+        return Err(HealthError::Option(
+            "windows of 0 rows: expected at least one".into(),
+        ));
     }
     let t = predictions;
     let n = t.height();
@@ -446,7 +456,11 @@ pub fn assess(
             if scores.iter().any(|s| !s.is_finite()) {
                 continue;
             }
-            labelled.push(Labelled { row: i, label, scores });
+            labelled.push(Labelled {
+                row: i,
+                label,
+                scores,
+            });
         }
     }
     summary.matched_rows = labelled.len() as u64;
@@ -478,9 +492,13 @@ pub fn assess(
         lat.sort_by(f64::total_cmp);
         requests_total += lat.len() as u64;
         let q = |p: f64| -> Option<f64> {
-            (!lat.is_empty()).then(|| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1])
+            (!lat.is_empty())
+                .then(|| lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1])
         };
-        let mine: Vec<&Labelled> = labelled.iter().filter(|l| version_of(l.row) == *v).collect();
+        let mine: Vec<&Labelled> = labelled
+            .iter()
+            .filter(|l| version_of(l.row) == *v)
+            .collect();
         version_health.push(VersionHealth {
             version: v.clone(),
             requests: lat.len() as u64,
@@ -493,7 +511,10 @@ pub fn assess(
 
     // Drift columns: the reference's inputs the log has.
     let (compared, unavailable): (Vec<String>, Option<String>) = match reference {
-        None => (vec![], Some("no reference profile (the package has no training profile)".into())),
+        None => (
+            vec![],
+            Some("no reference profile (the package has no training profile)".into()),
+        ),
         Some(r) => {
             let wanted: Vec<String> = match &opts.drift.columns {
                 Some(cs) => cs.clone(),
@@ -525,8 +546,17 @@ pub fn assess(
                     vec![],
                     Some(format!(
                         "the logged inputs ({}) are not the reference's columns ({})",
-                        if logged.is_empty() { "none".to_string() } else { logged.join(", ") },
-                        wanted.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
+                        if logged.is_empty() {
+                            "none".to_string()
+                        } else {
+                            logged.join(", ")
+                        },
+                        wanted
+                            .iter()
+                            .take(8)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 )
             } else {
@@ -587,25 +617,36 @@ pub fn assess(
         .filter(|o| {
             matches!(
                 t.column(o),
-                Some(PlainColumn::F64(_) | PlainColumn::I64(_) | PlainColumn::Bool(_) | PlainColumn::Str(_))
+                Some(
+                    PlainColumn::F64(_)
+                        | PlainColumn::I64(_)
+                        | PlainColumn::Bool(_)
+                        | PlainColumn::Str(_)
+                )
             )
         })
         .cloned()
         .collect();
     let mut baseline: Option<Profile> = None;
     let mut windows = vec![];
-    let label_rows: HashMap<usize, usize> = labelled.iter().enumerate().map(|(k, l)| (l.row, k)).collect();
+    let label_rows: HashMap<usize, usize> = labelled
+        .iter()
+        .enumerate()
+        .map(|(k, l)| (l.row, k))
+        .collect();
     for (index, (start_ms, end_ms, idx)) in groups.into_iter().enumerate() {
         let drift = drift_of(&idx)?;
         let prediction_drift = if output_cols.is_empty() || idx.len() < opts.min_drift_rows {
             None
         } else {
             let part = select(t, &idx, &output_cols);
-            let df = kiln_data::plain::to_frame(&part).map_err(|e| HealthError::Data(e.to_string()))?;
+            let df =
+                kiln_data::plain::to_frame(&part).map_err(|e| HealthError::Data(e.to_string()))?;
             match &baseline {
                 None => {
                     baseline = Some(
-                        kiln_data::profile::profile(&df).map_err(|e| HealthError::Data(e.to_string()))?,
+                        kiln_data::profile::profile(&df)
+                            .map_err(|e| HealthError::Data(e.to_string()))?,
                     );
                     None
                 }
@@ -625,7 +666,10 @@ pub fn assess(
         let mut per_version: BTreeMap<String, Vec<&Labelled>> = BTreeMap::new();
         for i in &idx {
             if let Some(&k) = label_rows.get(i) {
-                per_version.entry(version_of(*i)).or_default().push(&labelled[k]);
+                per_version
+                    .entry(version_of(*i))
+                    .or_default()
+                    .push(&labelled[k]);
             }
         }
         let realised = per_version
@@ -693,8 +737,9 @@ pub fn render_text(name: &str, r: &HealthReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let time = |ms: i64| {
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-            .map_or(ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms).map_or(ms.to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
     };
     let _ = writeln!(
         s,
@@ -718,7 +763,12 @@ pub fn render_text(name: &str, r: &HealthReport) -> String {
         );
         match &v.realised {
             Some(re) => {
-                let _ = writeln!(s, "; realised over {} labelled rows: {}", re.labelled, metrics_text(&re.metrics));
+                let _ = writeln!(
+                    s,
+                    "; realised over {} labelled rows: {}",
+                    re.labelled,
+                    metrics_text(&re.metrics)
+                );
             }
             None => {
                 let _ = writeln!(s, "; no labels yet");
@@ -780,11 +830,17 @@ pub fn render_text(name: &str, r: &HealthReport) -> String {
                 None => "drift not compared".into(),
             };
             let pred = match &w.prediction_drift {
-                Some(p) if p.columns.iter().any(|c| c.drifted) => ", predictions drifted".to_string(),
+                Some(p) if p.columns.iter().any(|c| c.drifted) => {
+                    ", predictions drifted".to_string()
+                }
                 Some(_) => ", predictions steady".into(),
                 None => String::new(),
             };
-            let onset = if r.drift_onset == Some(w.index) { "  ← drift starts" } else { "" };
+            let onset = if r.drift_onset == Some(w.index) {
+                "  ← drift starts"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 s,
                 "  [{}] {} → {}: {} rows, {drift}{pred}{onset}",
@@ -794,7 +850,12 @@ pub fn render_text(name: &str, r: &HealthReport) -> String {
                 w.rows
             );
             for (v, re) in &w.realised {
-                let _ = writeln!(s, "      v{v}: {} labelled: {}", re.labelled, metrics_text(&re.metrics));
+                let _ = writeln!(
+                    s,
+                    "      v{v}: {} labelled: {}",
+                    re.labelled,
+                    metrics_text(&re.metrics)
+                );
             }
         }
     }
@@ -802,12 +863,26 @@ pub fn render_text(name: &str, r: &HealthReport) -> String {
 }
 
 fn metrics_text(m: &BTreeMap<String, f64>) -> String {
-    let order = ["auc", "accuracy", "log_loss", "f1", "precision", "recall", "rmse", "mae", "r2"];
+    let order = [
+        "auc",
+        "accuracy",
+        "log_loss",
+        "f1",
+        "precision",
+        "recall",
+        "rmse",
+        "mae",
+        "r2",
+    ];
     let parts: Vec<String> = order
         .iter()
         .filter_map(|k| m.get(*k).map(|v| format!("{k} {v:.4}")))
         .collect();
-    if parts.is_empty() { "no metric defined".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "no metric defined".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -822,21 +897,36 @@ mod tests {
         PlainTable {
             columns: vec![
                 ("request_id".into(), s(&|r| r.0.to_string())),
-                ("row".into(), PlainColumn::I64(rows.iter().map(|r| Some(r.1)).collect())),
+                (
+                    "row".into(),
+                    PlainColumn::I64(rows.iter().map(|r| Some(r.1)).collect()),
+                ),
                 (
                     "time".into(),
                     PlainColumn::Timestamp(rows.iter().map(|r| Some(r.2 * 1_000)).collect()),
                 ),
                 ("model".into(), s(&|_| "m".to_string())),
                 ("version".into(), s(&|r| r.3.to_string())),
-                ("latency_us".into(), PlainColumn::I64(rows.iter().map(|r| Some(100 + r.2)).collect())),
-                ("x".into(), PlainColumn::F64(rows.iter().map(|r| Some(r.4)).collect())),
+                (
+                    "latency_us".into(),
+                    PlainColumn::I64(rows.iter().map(|r| Some(100 + r.2)).collect()),
+                ),
+                (
+                    "x".into(),
+                    PlainColumn::F64(rows.iter().map(|r| Some(r.4)).collect()),
+                ),
                 (
                     "label".into(),
                     PlainColumn::I64(rows.iter().map(|r| Some(i64::from(r.5 > 0.5))).collect()),
                 ),
-                ("probabilities_0".into(), PlainColumn::F64(rows.iter().map(|r| Some(1.0 - r.5)).collect())),
-                ("probabilities_1".into(), PlainColumn::F64(rows.iter().map(|r| Some(r.5)).collect())),
+                (
+                    "probabilities_0".into(),
+                    PlainColumn::F64(rows.iter().map(|r| Some(1.0 - r.5)).collect()),
+                ),
+                (
+                    "probabilities_1".into(),
+                    PlainColumn::F64(rows.iter().map(|r| Some(r.5)).collect()),
+                ),
             ],
         }
     }
@@ -876,7 +966,11 @@ mod tests {
         assert_eq!((r.rows, r.requests), (8, 7));
         // "yes" is no label: counted, with the reason.
         assert_eq!(r.feedback.unusable, 1);
-        assert!(r.feedback.problems[0].contains("\"yes\""), "{:?}", r.feedback.problems);
+        assert!(
+            r.feedback.problems[0].contains("\"yes\""),
+            "{:?}",
+            r.feedback.problems
+        );
         assert_eq!(r.feedback.matched_rows, 7);
         let v1 = &r.versions[0];
         assert_eq!((v1.version.as_str(), v1.requests, v1.rows), ("1", 5, 6));
@@ -895,12 +989,18 @@ mod tests {
         // No reference: drift says why.
         assert!(r.drift.is_none() && r.drift_unavailable.is_some());
         let text = render_text("m", &r);
-        assert!(text.contains("auc 1.0000") && text.contains("unusable"), "{text}");
+        assert!(
+            text.contains("auc 1.0000") && text.contains("unusable"),
+            "{text}"
+        );
     }
 
     #[test]
     fn one_label_for_a_request_of_several_rows_is_refused_not_guessed() {
-        let t = table(&[("g", 0, 1_000, "1", 0.0, 0.3), ("g", 1, 1_000, "1", 0.0, 0.6)]);
+        let t = table(&[
+            ("g", 0, 1_000, "1", 0.0, 0.3),
+            ("g", 1, 1_000, "1", 0.0, 0.6),
+        ]);
         let feedback: HashMap<String, Value> = [("g".to_string(), Value::from(1))].into();
         let r = assess(&t, &feedback, None, &HealthOptions::default(), 0, 2_000).unwrap();
         assert_eq!((r.feedback.matched_rows, r.feedback.unusable), (0, 1));
@@ -927,11 +1027,18 @@ mod tests {
             .map(|i| {
                 let base = (i as f64 * 0.414_213) % 1.0;
                 let x = if i >= 400 { base + 0.8 } else { base };
-                (format!("r{i}"), i as i64 * 10, x, 0.5 + (base - 0.5) * if i >= 400 { 0.1 } else { 0.9 })
+                (
+                    format!("r{i}"),
+                    i as i64 * 10,
+                    x,
+                    0.5 + (base - 0.5) * if i >= 400 { 0.1 } else { 0.9 },
+                )
             })
             .collect();
-        let refs: Vec<(&str, i64, i64, &str, f64, f64)> =
-            rows.iter().map(|(id, t, x, p)| (id.as_str(), 0, *t, "1", *x, *p)).collect();
+        let refs: Vec<(&str, i64, i64, &str, f64, f64)> = rows
+            .iter()
+            .map(|(id, t, x, p)| (id.as_str(), 0, *t, "1", *x, *p))
+            .collect();
         let t = table(&refs);
         let opts = HealthOptions {
             windows: Windows::Rows(200),
@@ -951,8 +1058,17 @@ mod tests {
         assert!(r.windows[0].prediction_drift.is_none());
         let p1 = r.windows[1].prediction_drift.as_ref().unwrap();
         let p2 = r.windows[2].prediction_drift.as_ref().unwrap();
-        assert!(!p1.columns.iter().any(|c| c.column == "probabilities_1" && c.drifted));
-        assert!(p2.columns.iter().any(|c| c.column == "probabilities_1" && c.drifted), "{p2:?}");
+        assert!(
+            !p1.columns
+                .iter()
+                .any(|c| c.column == "probabilities_1" && c.drifted)
+        );
+        assert!(
+            p2.columns
+                .iter()
+                .any(|c| c.column == "probabilities_1" && c.drifted),
+            "{p2:?}"
+        );
         // Columns the reference does not know are named in the reason.
         let other = kiln_data::profile::profile(
             &kiln_data::plain::to_frame(&PlainTable {

@@ -122,12 +122,18 @@ fn reference(ctx: &Ctx, a: &ReportArgs) -> anyhow::Result<Reference> {
         let fetched = kiln_release::fetch_version(store, &artifacts, &mv)
             .await
             .with_context(|| format!("cannot fetch {} version {}", mv.name, mv.version))?;
-        let source = format!("the training profile of {} version {} ({model_ref})", mv.name, mv.version);
+        let source = format!(
+            "the training profile of {} version {} ({model_ref})",
+            mv.name, mv.version
+        );
         let Ok(pkg) = kiln_ml::Package::open(fetched.dir()) else {
             return Ok(Reference {
                 profile: None,
                 class_labels: vec![],
-                source: format!("none: {} version {} is not a Kiln package", mv.name, mv.version),
+                source: format!(
+                    "none: {} version {} is not a Kiln package",
+                    mv.name, mv.version
+                ),
             });
         };
         let profile = match &pkg.manifest().training_profile {
@@ -145,7 +151,10 @@ fn reference(ctx: &Ctx, a: &ReportArgs) -> anyhow::Result<Reference> {
             source: if profile.is_some() {
                 source
             } else {
-                format!("none: {} version {} has no training profile", mv.name, mv.version)
+                format!(
+                    "none: {} version {} has no training profile",
+                    mv.name, mv.version
+                )
             },
             profile,
             class_labels,
@@ -158,8 +167,19 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
     let name = a.deployment.clone();
     let since_ms = parse_duration_ms(&a.since)
         .filter(|ms| *ms > 0)
-        .with_context(|| format!("--since {:?}: expected a duration like 30m, 6h, 7d", a.since))?;
-    let monitor = ctx.project.file.monitor.get(&name).cloned().unwrap_or_default();
+        .with_context(|| {
+            format!(
+                "--since {:?}: expected a duration like 30m, 6h, 7d",
+                a.since
+            )
+        })?;
+    let monitor = ctx
+        .project
+        .file
+        .monitor
+        .get(&name)
+        .cloned()
+        .unwrap_or_default();
     let drift_cfg = monitor.drift.clone().unwrap_or_default();
     let windows = match (&a.window, a.rows, drift_cfg.rows) {
         (_, Some(0), _) => bail!("--rows 0: expected at least one row per window"),
@@ -184,9 +204,10 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
         drift.drift_share = share;
     }
     if let Some(m) = drift_cfg.method.as_deref().filter(|m| *m != "auto") {
-        drift.method = Some(m.parse().map_err(|e| {
-            anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}")
-        })?);
+        drift.method = Some(
+            m.parse()
+                .map_err(|e| anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}"))?,
+        );
     }
     if !drift_cfg.columns.is_empty() {
         drift.columns = Some(drift_cfg.columns.clone());
@@ -203,7 +224,12 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
     let from = now - since_ms;
     let table = ctx
         .rt
-        .block_on(kiln_monitor::predlog::read_predictions(&log, &name, from, now + 1))
+        .block_on(kiln_monitor::predlog::read_predictions(
+            &log,
+            &name,
+            from,
+            now + 1,
+        ))
         .context("cannot read the prediction log")?;
     let store = ctx.store()?;
     let feedback: HashMap<String, Value> = ctx
@@ -220,8 +246,15 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
         class_labels: reference.class_labels.clone(),
         ..HealthOptions::default()
     };
-    let health = assess(&table, &feedback, reference.profile.as_ref(), &opts, from, now + 1)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let health = assess(
+        &table,
+        &feedback,
+        reference.profile.as_ref(),
+        &opts,
+        from,
+        now + 1,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let slo = slo_status(&ctx, &name, &health)?;
     let incidents: Vec<Value> = ctx
         .rt
@@ -264,7 +297,13 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
 /// The SLOs of `[deploy.NAME].slo`: each logged version's share of requests within the
 /// latency objective, and the burn rates and budget the monitor last saved.
 fn slo_status(ctx: &Ctx, name: &str, health: &HealthReport) -> anyhow::Result<Value> {
-    let Some(slo) = ctx.project.file.deploy.get(name).and_then(|d| d.slo.clone()) else {
+    let Some(slo) = ctx
+        .project
+        .file
+        .deploy
+        .get(name)
+        .and_then(|d| d.slo.clone())
+    else {
         return Ok(Value::Null);
     };
     let saved = ctx
@@ -325,7 +364,10 @@ fn slo_text(slo: &Value) -> String {
                     .into_iter()
                     .flatten()
                     .filter(|(k, _)| k.starts_with("burn_rate_"))
-                    .filter_map(|(k, v)| v.as_f64().map(|v| format!("{} {v:.2}", &k["burn_rate_".len()..])))
+                    .filter_map(|(k, v)| {
+                        v.as_f64()
+                            .map(|v| format!("{} {v:.2}", &k["burn_rate_".len()..]))
+                    })
                     .collect();
                 let _ = writeln!(
                     s,
@@ -333,12 +375,19 @@ fn slo_text(slo: &Value) -> String {
                     labels["slo"].as_str().unwrap_or("?"),
                     labels["version"].as_str().unwrap_or("?"),
                     budget.map_or("-".to_string(), |b| format!("{:.1}%", b * 100.0)),
-                    if burns.is_empty() { "-".to_string() } else { burns.join(", ") }
+                    if burns.is_empty() {
+                        "-".to_string()
+                    } else {
+                        burns.join(", ")
+                    }
                 );
             }
         }
         _ => {
-            let _ = writeln!(s, "  (no burn rates saved yet: `kiln serve --monitor` saves them)");
+            let _ = writeln!(
+                s,
+                "  (no burn rates saved yet: `kiln serve --monitor` saves them)"
+            );
         }
     }
     s

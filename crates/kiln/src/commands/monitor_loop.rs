@@ -710,7 +710,10 @@ impl Monitor {
             return;
         };
         let w = &self.watches[i];
-        if w.health.last_ms.is_some_and(|t| now - t < w.health.every_ms) {
+        if w.health
+            .last_ms
+            .is_some_and(|t| now - t < w.health.every_ms)
+        {
             return;
         }
         let name = w.name.clone();
@@ -724,7 +727,8 @@ impl Monitor {
                 .ok()
         });
         let from = now - w.health.span_ms;
-        let table = match kiln_monitor::predlog::read_predictions(&log, &name, from, now + 1).await {
+        let table = match kiln_monitor::predlog::read_predictions(&log, &name, from, now + 1).await
+        {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(deployment = %name, error = %e, "cannot read the prediction log");
@@ -738,13 +742,14 @@ impl Monitor {
             }
             _ => table,
         };
-        let feedback: std::collections::HashMap<String, Value> = match self.store.feedback(&name).await {
-            Ok(f) => f.into_iter().map(|f| (f.request_id, f.label)).collect(),
-            Err(e) => {
-                tracing::warn!(deployment = %name, error = %e, "cannot read feedback");
-                return;
-            }
-        };
+        let feedback: std::collections::HashMap<String, Value> =
+            match self.store.feedback(&name).await {
+                Ok(f) => f.into_iter().map(|f| (f.request_id, f.label)).collect(),
+                Err(e) => {
+                    tracing::warn!(deployment = %name, error = %e, "cannot read feedback");
+                    return;
+                }
+            };
         let opts = HealthOptions {
             drift: w.health.drift.clone(),
             windows: Windows::Whole,
@@ -901,9 +906,10 @@ fn drift_options(
         o.drift_share = share;
     }
     if let Some(m) = c.method.as_deref().filter(|m| *m != "auto") {
-        o.method = Some(m.parse().map_err(|e| {
-            anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}")
-        })?);
+        o.method = Some(
+            m.parse()
+                .map_err(|e| anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}"))?,
+        );
     }
     if !c.columns.is_empty() {
         o.columns = Some(c.columns.clone());

