@@ -889,9 +889,12 @@ fn metrics_text(m: &BTreeMap<String, f64>) -> String {
 mod tests {
     use super::*;
 
-    fn table(rows: &[(&str, i64, i64, &str, f64, f64)]) -> PlainTable {
+    /// (request id, row, time ms, version, x, P(1)).
+    type Row<'a> = (&'a str, i64, i64, &'a str, f64, f64);
+
+    fn table(rows: &[Row<'_>]) -> PlainTable {
         // (request id, row, time ms, version, x, p1)
-        let s = |f: &dyn Fn(&(&str, i64, i64, &str, f64, f64)) -> String| {
+        let s = |f: &dyn Fn(&Row<'_>) -> String| {
             PlainColumn::Str(rows.iter().map(|r| Some(f(r))).collect())
         };
         PlainTable {
@@ -1035,7 +1038,7 @@ mod tests {
                 )
             })
             .collect();
-        let refs: Vec<(&str, i64, i64, &str, f64, f64)> = rows
+        let refs: Vec<Row<'_>> = rows
             .iter()
             .map(|(id, t, x, p)| (id.as_str(), 0, *t, "1", *x, *p))
             .collect();
