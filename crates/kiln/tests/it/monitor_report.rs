@@ -2,8 +2,9 @@
 //! February, as the repository's `kiln.toml` splits it) is served with a prediction log and
 //! the monitor on. Flights of its own training months arrive first, then July's. The monitor
 //! sees input drift start in the weather columns (an event on the timeline, an alert over
-//! `drift_share` that opens an incident), and `kiln monitor report` shows the drift per window
-//! with its onset, and realised AUC and accuracy once the arrival delays come in as feedback.
+//! `drift_share` that opens an incident); once the arrival delays come in as feedback, the
+//! realised accuracy becomes an indicator a rule fires on, and `kiln monitor report` shows the
+//! drift per window with its onset and realised AUC and accuracy per version and window.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -133,7 +134,10 @@ model = "delay/1"
 [monitor.delay]
 interval = "250ms"
 drift = { every = "250ms", rows = 200, min_rows = 200, window = "10m", share = 0.2 }
-alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severity = "page", runbook = "runbooks/drift.md" }]
+alerts = [
+  { name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severity = "page", runbook = "runbooks/drift.md" },
+  { name = "RealisedAccuracyLow", when = "accuracy < 0.9 and labelled >= 100", for = "0s", severity = "ticket", runbook = "runbooks/performance-drop.md" },
+]
 "#,
     );
     let outcome = ok_json(&kiln(&config, &data, &["train", "delay", "--json"]));
@@ -255,6 +259,35 @@ alerts = [{ name = "InputDrift", when = "drift_share >= 0.2", for = "0s", severi
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The monitor joins them with the log: realised accuracy of v1 over its last 200 rows
+    // (July's) becomes an indicator, and the ticket-level rule on it fires.
+    let started = Instant::now();
+    let fired = loop {
+        let out = ok_json(&kiln(
+            &config,
+            &data,
+            &["alerts", "list", "--deployment", "delay", "--json"],
+        ));
+        let hit = out["alerts"].as_array().into_iter().flatten().find(|a| {
+            a["rule"] == "RealisedAccuracyLow"
+                && a["state"]
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("firing"))
+        });
+        if let Some(a) = hit {
+            break a.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no accuracy alert: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(fired["labels"]["version"], "1", "{fired}");
+    let accuracy = fired["value"].as_f64().unwrap();
+    assert!(accuracy > 0.5 && accuracy < 0.9, "{fired}");
+    // A ticket opens no incident: still the one.
+    assert_eq!(incidents().len(), 1);
     drop(server);
 
     let report = |extra: &[&str]| {
