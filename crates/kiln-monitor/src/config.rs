@@ -120,6 +120,31 @@ pub struct DriftConfig {
     pub min_rows: Option<usize>,
 }
 
+impl DriftConfig {
+    /// The drift options this section asks for; errors name the field (`share`, `method`).
+    pub fn options(&self) -> Result<kiln_data::drift::DriftOptions, String> {
+        let mut o = kiln_data::drift::DriftOptions::default();
+        if let Some(share) = self.share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(format!(
+                    "drift.share = {share}: expected a fraction in (0, 1]"
+                ));
+            }
+            o.drift_share = share;
+        }
+        if let Some(m) = self.method.as_deref().filter(|m| *m != "auto") {
+            o.method = Some(
+                m.parse()
+                    .map_err(|e| format!("drift.method = {m:?}: {e}"))?,
+            );
+        }
+        if !self.columns.is_empty() {
+            o.columns = Some(self.columns.clone());
+        }
+        Ok(o)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +157,39 @@ mod tests {
         deploy: BTreeMap<String, DeployConfig>,
         #[serde(default)]
         monitor: BTreeMap<String, MonitorConfig>,
+    }
+
+    #[test]
+    fn drift_options_come_from_the_section_and_bad_values_name_the_field() {
+        let d = DriftConfig {
+            share: Some(0.3),
+            method: Some("psi".into()),
+            columns: vec!["temp".into()],
+            ..DriftConfig::default()
+        };
+        let o = d.options().unwrap();
+        assert_eq!(o.drift_share, 0.3);
+        assert_eq!(o.method, Some(kiln_data::drift::Method::Psi));
+        assert_eq!(o.columns, Some(vec!["temp".to_string()]));
+        let auto = DriftConfig {
+            method: Some("auto".into()),
+            ..DriftConfig::default()
+        };
+        assert_eq!(auto.options().unwrap().method, None);
+        let e = DriftConfig {
+            share: Some(1.5),
+            ..DriftConfig::default()
+        }
+        .options()
+        .unwrap_err();
+        assert!(e.starts_with("drift.share = 1.5"), "{e}");
+        let e = DriftConfig {
+            method: Some("nope".into()),
+            ..DriftConfig::default()
+        }
+        .options()
+        .unwrap_err();
+        assert!(e.starts_with("drift.method = \"nope\""), "{e}");
     }
 
     #[test]

@@ -101,24 +101,10 @@ fn reference(ctx: &Ctx, a: &ReportArgs) -> anyhow::Result<Reference> {
     };
     let store = ctx.store()?;
     let artifacts = ctx.artifacts()?;
-    let rest = model_ref.strip_prefix("models:/").unwrap_or(&model_ref);
     ctx.rt.block_on(async {
-        let mv = if let Some((m, alias)) = rest.split_once('@') {
-            store
-                .get_model_version_by_alias(m, alias)
-                .await
-                .with_context(|| format!("[deploy.{}].model = {model_ref:?}", a.deployment))?
-        } else if let Some((m, v)) = rest.rsplit_once('/') {
-            store
-                .get_model_version(m, v)
-                .await
-                .with_context(|| format!("[deploy.{}].model = {model_ref:?}", a.deployment))?
-        } else {
-            bail!(
-                "[deploy.{}].model = {model_ref:?}: expected MODEL@ALIAS or MODEL/VERSION",
-                a.deployment
-            );
-        };
+        let mv = super::serve::resolve_ref(store, &model_ref)
+            .await
+            .with_context(|| format!("[deploy.{}].model = {model_ref:?}", a.deployment))?;
         let fetched = kiln_release::fetch_version(store, &artifacts, &mv)
             .await
             .with_context(|| format!("cannot fetch {} version {}", mv.name, mv.version))?;
@@ -199,19 +185,9 @@ fn report(project: &ProjectArgs, a: ReportArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(3_600_000),
         ),
     };
-    let mut drift = kiln_data::drift::DriftOptions::default();
-    if let Some(share) = drift_cfg.share {
-        drift.drift_share = share;
-    }
-    if let Some(m) = drift_cfg.method.as_deref().filter(|m| *m != "auto") {
-        drift.method = Some(
-            m.parse()
-                .map_err(|e| anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}"))?,
-        );
-    }
-    if !drift_cfg.columns.is_empty() {
-        drift.columns = Some(drift_cfg.columns.clone());
-    }
+    let drift = drift_cfg
+        .options()
+        .map_err(|e| anyhow::anyhow!("[monitor.{name}].{e}"))?;
     let log = match &a.prediction_log {
         Some(url) => kiln_store::ArtifactStore::open(url)
             .with_context(|| format!("--prediction-log {url}: cannot open the store"))?,

@@ -210,7 +210,9 @@ impl Monitor {
                 span_ms: dur("drift.window", &drift_cfg.window, 3_600_000)?,
                 rows: drift_cfg.rows.filter(|r| *r > 0),
                 min_rows: drift_cfg.min_rows.unwrap_or(100).max(1),
-                drift: drift_options(name, &drift_cfg)?,
+                drift: drift_cfg
+                    .options()
+                    .map_err(|e| anyhow::anyhow!("[monitor.{name}].{e}"))?,
                 last_ms: None,
                 drifting: None,
             };
@@ -891,30 +893,6 @@ impl Monitor {
             Err(e) => tracing::error!(error = %e, "cannot open an incident"),
         }
     }
-}
-
-/// `[monitor.NAME].drift` as drift options.
-fn drift_options(
-    name: &str,
-    c: &kiln_monitor::config::DriftConfig,
-) -> anyhow::Result<kiln_data::drift::DriftOptions> {
-    let mut o = kiln_data::drift::DriftOptions::default();
-    if let Some(share) = c.share {
-        if !(share > 0.0 && share <= 1.0) {
-            bail!("[monitor.{name}].drift.share = {share}: expected a fraction in (0, 1]");
-        }
-        o.drift_share = share;
-    }
-    if let Some(m) = c.method.as_deref().filter(|m| *m != "auto") {
-        o.method = Some(
-            m.parse()
-                .map_err(|e| anyhow::anyhow!("[monitor.{name}].drift.method = {m:?}: {e}"))?,
-        );
-    }
-    if !c.columns.is_empty() {
-        o.columns = Some(c.columns.clone());
-    }
-    Ok(o)
 }
 
 /// Where notifications go when no receiver is configured: nowhere (the engine needs one).

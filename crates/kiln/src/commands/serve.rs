@@ -548,6 +548,28 @@ async fn open_registry(args: &ServeArgs) -> anyhow::Result<(Store, ArtifactStore
     Ok((store, artifacts))
 }
 
+/// The registered version a reference names: `MODEL@ALIAS`, `MODEL/VERSION`, or either
+/// after `models:/`.
+pub(crate) async fn resolve_ref(
+    store: &Store,
+    reference: &str,
+) -> anyhow::Result<kiln_core::entities::ModelVersion> {
+    let rest = reference.strip_prefix("models:/").unwrap_or(reference);
+    if let Some((m, alias)) = rest.split_once('@') {
+        store
+            .get_model_version_by_alias(m, alias)
+            .await
+            .with_context(|| format!("no version of `{m}` has alias `{alias}`"))
+    } else if let Some((m, v)) = rest.rsplit_once('/') {
+        store
+            .get_model_version(m, v)
+            .await
+            .with_context(|| format!("no version {v} of `{m}`"))
+    } else {
+        bail!("no such file, and not MODEL@ALIAS or MODEL/VERSION");
+    }
+}
+
 /// A registered version (`MODEL@ALIAS`, `MODEL/VERSION`, `models:/…`).
 /// Returns the loaded version and the registered model it came from.
 async fn load_ref(
@@ -557,22 +579,9 @@ async fn load_ref(
     artifacts: &ArtifactStore,
     batch: BatchConfig,
 ) -> anyhow::Result<(ModelVersion, String)> {
-    let rest = reference.strip_prefix("models:/").unwrap_or(reference);
-    let mv = if let Some((m, alias)) = rest.split_once('@') {
-        store
-            .get_model_version_by_alias(m, alias)
-            .await
-            .with_context(|| {
-                format!("--model {name}={reference}: no version of `{m}` has alias `{alias}`")
-            })?
-    } else if let Some((m, v)) = rest.rsplit_once('/') {
-        store
-            .get_model_version(m, v)
-            .await
-            .with_context(|| format!("--model {name}={reference}: no version {v} of `{m}`"))?
-    } else {
-        bail!("--model {name}={reference}: no such file, and not MODEL@ALIAS or MODEL/VERSION");
-    };
+    let mv = resolve_ref(store, reference)
+        .await
+        .with_context(|| format!("--model {name}={reference}"))?;
     let fetched = kiln_release::fetch_version(store, artifacts, &mv)
         .await
         .with_context(|| format!("--model {name}={reference}"))?;
