@@ -469,6 +469,21 @@ pub fn drift(
     Ok((current, report))
 }
 
+/// The feature columns compared when none are named: every column of the reference except
+/// dates and timestamps (which move by nature), in the reference's order.
+pub fn default_columns(reference: &Profile) -> Vec<&str> {
+    reference
+        .columns
+        .iter()
+        .filter(|c| !is_time(c.dtype))
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+fn is_time(d: DType) -> bool {
+    matches!(d, DType::Date | DType::Timestamp)
+}
+
 /// Compares a current profile (best computed with [`profile_against`] the reference, so that
 /// bins and frequent values line up) with a reference profile.
 pub fn compare(reference: &Profile, current: &Profile, opts: &DriftOptions) -> Result<DriftReport> {
@@ -555,7 +570,7 @@ fn plan_columns(
             match &asked {
                 Some(set) if set.contains(c.name.as_str()) => Role::Feature,
                 Some(_) => continue,
-                None if matches!(c.dtype, DType::Date | DType::Timestamp) => continue,
+                None if is_time(c.dtype) => continue,
                 None => Role::Feature,
             }
         };

@@ -518,16 +518,9 @@ pub fn assess(
         Some(r) => {
             let wanted: Vec<String> = match &opts.drift.columns {
                 Some(cs) => cs.clone(),
-                None => r
-                    .columns
-                    .iter()
-                    .filter(|c| {
-                        !matches!(
-                            c.dtype,
-                            kiln_transform::DType::Date | kiln_transform::DType::Timestamp
-                        )
-                    })
-                    .map(|c| c.name.clone())
+                None => kiln_data::drift::default_columns(r)
+                    .into_iter()
+                    .map(str::to_string)
                     .collect(),
             };
             let have: Vec<String> = wanted

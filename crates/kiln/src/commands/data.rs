@@ -912,17 +912,7 @@ fn drift(a: DriftArgs) -> anyhow::Result<ExitCode> {
     };
     let compared: Vec<&str> = match &opts.columns {
         Some(cs) => cs.iter().map(String::as_str).collect(),
-        None => reference
-            .columns
-            .iter()
-            .filter(|c| {
-                !matches!(
-                    c.dtype,
-                    kiln_transform::DType::Date | kiln_transform::DType::Timestamp
-                )
-            })
-            .map(|c| c.name.as_str())
-            .collect(),
+        None => kiln_data::drift::default_columns(&reference),
     };
     for name in compared
         .iter()
