@@ -10,9 +10,13 @@
 //! packed record in place ([`view`]): strings and tensor data are not copied out of it.
 
 use kiln_ml::{Tensor, TensorData};
-use kiln_transform::{Column, DType, Value};
+use kiln_transform::{DType, Value};
 
-use super::table::{Inputs, InputsRef, Prediction, PredictionRef};
+#[cfg(test)]
+use super::table::{Inputs, Prediction};
+use super::table::{InputsRef, PredictionRef};
+#[cfg(test)]
+use kiln_transform::Column;
 
 /// Packs `p` into one buffer.
 pub fn pack(p: &PredictionRef<'_>) -> Vec<u8> {
@@ -323,8 +327,9 @@ impl View<'_> {
         }
     }
 
-    /// The owned prediction.
-    pub fn to_prediction(&self) -> Option<Prediction> {
+    /// The owned prediction (the tests' round trip).
+    #[cfg(test)]
+    fn to_prediction(&self) -> Option<Prediction> {
         let tensors = |ts: &[TensorView<'_>]| -> Option<Vec<Tensor>> {
             ts.iter().map(TensorView::to_tensor).collect()
         };
@@ -400,8 +405,9 @@ pub fn view(buf: &[u8]) -> Option<View<'_>> {
     })
 }
 
-/// Reads what [`pack`] wrote into an owned prediction.
-pub fn unpack(buf: &[u8]) -> Option<Prediction> {
+/// Reads what [`pack`] wrote into an owned prediction (the tests' round trip).
+#[cfg(test)]
+fn unpack(buf: &[u8]) -> Option<Prediction> {
     view(buf)?.to_prediction()
 }
 
