@@ -81,6 +81,7 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
         "monitoring",
         include_str!("../migrations/0005_monitoring.sql"),
     ),
+    (6, "apply", include_str!("../migrations/0006_apply.sql")),
 ];
 
 impl Db {

@@ -4,6 +4,7 @@
 //! One repository API for the rest of Kiln: methods on [`Store`] take plain values, validate
 //! them against MLflow's limits, and return the entities of `kiln_core::entities`.
 
+mod apply;
 pub mod artifacts;
 mod datasets;
 pub mod db;
@@ -25,6 +26,7 @@ mod runs;
 mod search_sql;
 pub mod validation;
 
+pub use apply::{ApplyRecord, ApplyRun, LockHolder};
 pub use artifacts::{ArtifactStore, FileInfo};
 pub use datasets::{DatasetVersion, DatasetVersionInput};
 pub use db::{Backend, Db};

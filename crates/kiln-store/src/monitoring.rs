@@ -94,7 +94,7 @@ const INCIDENT_COLUMNS: &str = "id, subject, title, severity, opened_at, fingerp
      evidence_json, resolved_at, resolved_by, resolution";
 const EVENT_COLUMNS: &str = "id, at, kind, subject, actor, summary, detail_json";
 
-fn json_col(r: &AnyRow, col: &str) -> Result<Value> {
+pub(crate) fn json_col(r: &AnyRow, col: &str) -> Result<Value> {
     let text: String = r.try_get(col)?;
     serde_json::from_str(&text)
         .map_err(|e| StoreError::invalid(format!("stored {col} is not JSON: {e}")))
@@ -128,7 +128,7 @@ fn event_row(r: &AnyRow) -> Result<Event> {
     })
 }
 
-async fn insert_event(conn: &mut sqlx::AnyConnection, e: &NewEvent) -> Result<i64> {
+pub(crate) async fn insert_event(conn: &mut sqlx::AnyConnection, e: &NewEvent) -> Result<i64> {
     let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM kiln_events")
         .fetch_one(&mut *conn)
         .await?;

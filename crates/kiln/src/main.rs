@@ -26,8 +26,22 @@ struct Cli {
 enum Command {
     /// Run the control plane: MLflow-compatible tracking and model registry.
     Server(commands::server::ServerArgs),
+    /// The whole loop on the bundled nycflights13 data in a few minutes, on the embedded
+    /// store: validation, features, training and search, gated release, a canary rolled
+    /// back, drift, an alert with its runbook, feedback, and a report.
+    Demo(commands::demo::DemoArgs),
+    /// Run the control plane and the data plane (every `[deploy.NAME]`, monitored) in one
+    /// process on one store; `--apply` applies kiln.toml first.
+    Up(commands::up::UpArgs),
     /// Run the data plane: serve models over OIP v2 (KServe / Triton) and MLflow scoring.
     Serve(commands::serve::ServeArgs),
+    /// Show what `kiln apply` would change: the difference between kiln.toml and the
+    /// platform's state (datasets, features, trainings, release policies, deployments,
+    /// monitors).
+    Plan(commands::apply::PlanArgs),
+    /// Bring the platform to what kiln.toml declares, in dependency order, idempotently and
+    /// resumably, under a lock (`--history` lists past applies).
+    Apply(commands::apply::ApplyArgs),
     /// Datasets: validate, profile, infer expectations, record versions.
     Data(commands::data::DataArgs),
     /// Train a `[train.NAME]` definition: native trainers or an external command, tracked,
@@ -60,6 +74,9 @@ enum Command {
     /// A deployment's health over its prediction log: drift against the training profile,
     /// realised metrics from feedback, latency and SLO status, per version and window.
     Monitor(commands::monitor::MonitorArgs),
+    /// Render the project for another platform: `kiln export k8s` writes Kubernetes
+    /// manifests (both planes, kiln.toml as a ConfigMap, Prometheus alert rules).
+    Export(commands::export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,7 +90,11 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Server(args) => commands::server::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => commands::demo::run(args),
+        Command::Up(args) => commands::up::run(args),
         Command::Serve(args) => commands::serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Plan(args) => commands::apply::plan_command(args),
+        Command::Apply(args) => commands::apply::apply_command(args),
         Command::Data(args) => commands::data::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Keys(args) => commands::keys::run(args),
@@ -87,6 +108,7 @@ fn main() -> ExitCode {
         Command::Feedback(args) => commands::feedback::run(args),
         Command::Alerts(args) => commands::alerts::run(args),
         Command::Monitor(args) => commands::monitor::run(args),
+        Command::Export(args) => commands::export::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -44,7 +44,7 @@ pub struct KilnToml {
 
 /// `[release.MODEL]`: the release policy of a registered model (the server enforces it once
 /// `kiln release policy --apply` has sent it), plus what its model card says about it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseConfig {
     /// What the model is for (the model card's first section).
@@ -99,7 +99,7 @@ impl Default for Costs {
 }
 
 /// `[train.NAME]`: a native trainer on a feature set, or an external command.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     #[serde(default)]
@@ -149,6 +149,8 @@ pub struct Project {
     pub path: PathBuf,
     pub dir: PathBuf,
     pub file: KilnToml,
+    /// Values interpolated from the environment (`${NAME}`): (name, value).
+    pub secrets: Vec<(String, String)>,
 }
 
 impl Project {
@@ -159,7 +161,8 @@ impl Project {
                 path.display()
             )
         })?;
-        let file = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let (file, secrets) = parse_with_env(&text, &|name| std::env::var(name).ok())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -169,7 +172,14 @@ impl Project {
             path: path.to_path_buf(),
             dir,
             file,
+            secrets,
         })
+    }
+
+    /// `v` with every value taken from the environment put back as `${NAME}`, for anything
+    /// that is logged, printed or stored (plans, apply records, timeline events).
+    pub fn redact(&self, v: serde_json::Value) -> serde_json::Value {
+        redact(v, &self.secrets)
     }
 
     pub fn dataset(&self, name: &str) -> anyhow::Result<&DatasetConfig> {
@@ -262,6 +272,144 @@ pub fn parse(text: &str) -> Result<KilnToml, toml::de::Error> {
     toml::from_str(text)
 }
 
+/// Parses the project file strictly (errors name the line and column), then replaces
+/// `${NAME}` in every string with the variable `NAME` from `env` (`$${` is a literal `${`).
+/// Returns the file and the values interpolated, which [`redact`] puts back as `${NAME}`.
+/// A variable that is not set is an error naming it, its line and the key.
+pub fn parse_with_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(KilnToml, Vec<(String, String)>), String> {
+    let file = parse(text).map_err(|e| e.to_string())?;
+    if !text.contains("${") {
+        return Ok((file, vec![]));
+    }
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    let mut secrets: Vec<(String, String)> = vec![];
+    let mut value = toml::Value::Table(table);
+    interpolate(&mut value, "", text, env, &mut secrets)?;
+    let file: KilnToml = value
+        .try_into()
+        .map_err(|e: toml::de::Error| e.to_string())?;
+    secrets.sort();
+    secrets.dedup();
+    Ok((file, secrets))
+}
+
+fn interpolate(
+    v: &mut toml::Value,
+    key: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    match v {
+        toml::Value::String(s) if s.contains('$') => {
+            *s = expand(s, key, text, env, secrets)?;
+        }
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                interpolate(x, &format!("{key}[{i}]"), text, env, secrets)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                let path = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                interpolate(x, &path, text, env, secrets)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(
+    s: &str,
+    key: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Vec<(String, String)>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = inner.find('}') else {
+            return Err(format!(
+                "{key}: `${{` without a closing `}}` in {s:?} (write `$${{` for a literal `${{`)"
+            ));
+        };
+        let name = &inner[..end];
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(format!(
+                "{key}: `${{{name}}}` is not a variable name (letters, digits and _)"
+            ));
+        }
+        let line = text
+            .find(&format!("${{{name}}}"))
+            .map(|at| text[..at].matches('\n').count() + 1);
+        let Some(value) = env(name) else {
+            return Err(format!(
+                "{}{key}: the environment variable {name} is not set",
+                line.map_or(String::new(), |l| format!("line {l}: "))
+            ));
+        };
+        if !value.is_empty() {
+            secrets.push((name.to_string(), value.clone()));
+        }
+        out.push_str(&value);
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `v` with each secret value replaced by `${NAME}` wherever it appears in a string.
+pub fn redact(v: serde_json::Value, secrets: &[(String, String)]) -> serde_json::Value {
+    use serde_json::Value;
+    if secrets.is_empty() {
+        return v;
+    }
+    match v {
+        Value::String(mut s) => {
+            // Longest first, so a value containing another is replaced whole.
+            let mut by_len: Vec<&(String, String)> = secrets.iter().collect();
+            by_len.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+            for (name, value) in by_len {
+                if s.contains(value.as_str()) {
+                    s = s.replace(value.as_str(), &format!("${{{name}}}"));
+                }
+            }
+            Value::String(s)
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| redact(x, secrets)).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, x)| (k, redact(x, secrets)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +434,39 @@ mod tests {
         assert!(e.contains("mostly"), "{e}");
         let e = parse("[dat.a]\n").unwrap_err().to_string();
         assert!(e.contains("dat"), "{e}");
+    }
+
+    #[test]
+    fn environment_variables_are_interpolated_and_redacted() {
+        let text = "[monitor.d]\nreceivers = [{ name = \"hook\", url = \"https://hooks.example/${HOOK_TOKEN}/x\" }]\n\n[data.a]\nsource = \"$${literal}/${DIR}/a.csv\"\n";
+        let env = |n: &str| match n {
+            "HOOK_TOKEN" => Some("s3cr3t-t0ken".to_string()),
+            "DIR" => Some("data".to_string()),
+            _ => None,
+        };
+        let (file, secrets) = parse_with_env(text, &env).unwrap();
+        assert_eq!(file.data["a"].source, "${literal}/data/a.csv");
+        let url = &file.monitor["d"].receivers[0];
+        let shown = serde_json::to_value(url).unwrap();
+        assert!(shown.to_string().contains("s3cr3t-t0ken"), "{shown}");
+        // Whatever is shown or stored gets the placeholder back.
+        let red = redact(shown, &secrets);
+        assert!(!red.to_string().contains("s3cr3t"), "{red}");
+        assert!(red.to_string().contains("${HOOK_TOKEN}"), "{red}");
+        // A variable that is not set names itself, the line and the key.
+        let e = parse_with_env(
+            "[data.a]\nsource = \"x\"\n\n[data.b]\nsource = \"${NOPE}.csv\"\n",
+            &env,
+        )
+        .unwrap_err();
+        assert!(e.contains("NOPE"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("data.b.source"), "{e}");
+        let e = parse_with_env("[data.a]\nsource = \"${1X}\"\n", &env).unwrap_err();
+        assert!(e.contains("not a variable name"), "{e}");
+        // Strict parsing still comes first, with its line and column.
+        let e = parse_with_env("[data.a]\nsource = \"${DIR}\"\nsorce = 1\n", &env).unwrap_err();
+        assert!(e.contains("line 3") && e.contains("sorce"), "{e}");
     }
 
     #[test]

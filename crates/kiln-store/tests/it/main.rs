@@ -1,5 +1,6 @@
 //! The store suite: every test runs against SQLite and, when reachable, PostgreSQL.
 
+mod apply;
 mod concurrency;
 mod monitoring;
 mod releases;

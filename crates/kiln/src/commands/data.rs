@@ -310,6 +310,7 @@ impl Ctx {
                 path: args.config.clone(),
                 dir: std::path::PathBuf::from("."),
                 file: Default::default(),
+                secrets: vec![],
             },
             args: args.clone(),
             store: std::cell::OnceCell::new(),

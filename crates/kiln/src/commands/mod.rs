@@ -1,7 +1,10 @@
 pub mod alerts;
+pub mod apply;
 pub mod card;
 pub mod client;
 pub mod data;
+pub mod demo;
+pub mod export;
 pub mod features;
 pub mod feedback;
 pub mod incidents;
@@ -15,3 +18,4 @@ pub mod release;
 pub mod serve;
 pub mod server;
 pub mod train;
+pub mod up;

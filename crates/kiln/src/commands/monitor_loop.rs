@@ -81,6 +81,161 @@ pub struct Monitor {
 
 const ACTOR: &str = "kiln monitor";
 
+/// Checks `[deploy.NAME]` and `[monitor.NAME]` as `kiln serve --monitor` will read them
+/// (durations, expressions, SLOs, alert rules and routes, drift options), without serving.
+pub fn check_config(
+    name: &str,
+    deploy: Option<&DeployConfig>,
+    monitor: &MonitorConfig,
+) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(kiln_monitor::clock::SystemClock);
+    build_watch(
+        name,
+        deploy.cloned().unwrap_or_default(),
+        monitor.clone(),
+        &clock,
+    )?;
+    Ok(())
+}
+
+/// What the monitor watches of one served name, from its sections of the project file;
+/// also returns its evaluation interval in milliseconds.
+fn build_watch(
+    name: &str,
+    deploy: DeployConfig,
+    monitor: MonitorConfig,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Watch, i64)> {
+    let dur = |field: &str, v: &Option<String>, default: i64| -> anyhow::Result<i64> {
+        match v {
+            None => Ok(default),
+            Some(s) => parse_duration_ms(s).filter(|ms| *ms > 0).with_context(|| {
+                format!("[monitor.{name}].{field} = {s:?}: expected a duration like 5s, 1m, 1h")
+            }),
+        }
+    };
+    let every = dur("interval", &monitor.interval, 5_000)?;
+    let window_ms = dur("window", &monitor.window, 60_000)?;
+    let (canary_window_ms, rollback_when) = match &deploy.canary {
+        None => (0, vec![]),
+        Some(c) => {
+            let w = parse_duration_ms(&c.window)
+                .filter(|ms| *ms > 0)
+                .with_context(|| {
+                    format!(
+                        "[deploy.{name}].canary.window = {:?}: expected a duration like 30s",
+                        c.window
+                    )
+                })?;
+            let mut exprs = vec![];
+            for (i, src) in c.rollback_when.iter().enumerate() {
+                exprs.push(Expr::parse(src).map_err(|e| {
+                    anyhow::anyhow!("[deploy.{name}].canary.rollback_when[{i}] = {src:?}: {e}")
+                })?);
+            }
+            (w, exprs)
+        }
+    };
+    // SLOs from the shorthand.
+    let mut slo_specs = vec![];
+    let mut slo_thresholds = BTreeMap::new();
+    if let Some(slo) = &deploy.slo {
+        if let Some(ms) = slo.p99_ms {
+            let mut s = SloSpec::from_shorthand(name, "p99_ms", ms)
+                .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo.p99_ms: {e}"))?;
+            if let Some(days) = slo.period_days {
+                s.period_ms = (days * 86_400_000.0) as i64;
+            }
+            s.runbook = Some("runbooks/high-latency.md".into());
+            slo_thresholds.insert(s.name.clone(), Some(ms));
+            slo_specs.push(s);
+        }
+        if let Some(pct) = slo.availability {
+            let mut s = SloSpec::from_shorthand(name, "availability", pct)
+                .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo.availability: {e}"))?;
+            if let Some(days) = slo.period_days {
+                s.period_ms = (days * 86_400_000.0) as i64;
+            }
+            s.runbook = Some("runbooks/errors.md".into());
+            slo_thresholds.insert(s.name.clone(), None);
+            slo_specs.push(s);
+        }
+    }
+    let slos = if slo_specs.is_empty() {
+        None
+    } else {
+        Some(
+            SloTracker::new(slo_specs, clock.clone())
+                .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo: {e}"))?,
+        )
+    };
+    let mut rules = monitor.alerts.clone();
+    if let Some(t) = &slos {
+        rules.extend(t.alert_rules());
+    }
+    let engine = if rules.is_empty() {
+        None
+    } else {
+        if monitor.receivers.is_empty() && !monitor.alerts.is_empty() {
+            tracing::warn!(deployment = %name, "alert rules without receivers: alerts are recorded, not sent");
+        }
+        let route = match &monitor.route {
+            Some(r) => r.clone(),
+            None => {
+                let mut r = RouteConfig::to_receiver(
+                    monitor
+                        .receivers
+                        .first()
+                        .map_or("none".to_string(), |r| r.name.clone()),
+                );
+                r.group_by = Some(vec!["alertname".into(), "deployment".into()]);
+                r
+            }
+        };
+        let mut cfg = AlertingConfig::new(rules, placeholder_receiver());
+        cfg.route = route;
+        cfg.receivers = if monitor.receivers.is_empty() {
+            vec![placeholder_receiver()]
+        } else {
+            monitor.receivers.clone()
+        };
+        Some(
+            AlertEngine::new(&cfg, clock.clone())
+                .map_err(|e| anyhow::anyhow!("[monitor.{name}]: {e}"))?,
+        )
+    };
+    let drift_cfg = monitor.drift.clone().unwrap_or_default();
+    let health = HealthWatch {
+        every_ms: dur("drift.every", &drift_cfg.every, 60_000)?,
+        span_ms: dur("drift.window", &drift_cfg.window, 3_600_000)?,
+        rows: drift_cfg.rows.filter(|r| *r > 0),
+        min_rows: drift_cfg.min_rows.unwrap_or(100).max(1),
+        drift: drift_cfg
+            .options()
+            .map_err(|e| anyhow::anyhow!("[monitor.{name}].{e}"))?,
+        last_ms: None,
+        drifting: None,
+    };
+    let config = json!({"deploy": deploy, "monitor": monitor});
+    let watch = Watch {
+        name: name.to_string(),
+        health,
+        config,
+        health_values: Indicators::new(),
+        deploy,
+        window_ms,
+        canary_window_ms,
+        rollback_when,
+        engine,
+        slos,
+        slo_thresholds,
+        series: BTreeMap::new(),
+        last_traffic: None,
+        slo_seen: BTreeMap::new(),
+    };
+    Ok((watch, every))
+}
+
 impl Monitor {
     /// Builds the monitor for every served name that has a `[deploy.NAME]` or
     /// `[monitor.NAME]` section. Bad expressions, durations and SLOs are errors naming the
@@ -106,133 +261,9 @@ impl Monitor {
             }
             let deploy = deploys.get(name).cloned().unwrap_or_default();
             let monitor = monitors.get(name).cloned().unwrap_or_default();
-            let dur = |field: &str, v: &Option<String>, default: i64| -> anyhow::Result<i64> {
-                match v {
-                    None => Ok(default),
-                    Some(s) => parse_duration_ms(s).filter(|ms| *ms > 0).with_context(|| {
-                        format!(
-                            "[monitor.{name}].{field} = {s:?}: expected a duration like 5s, 1m, 1h"
-                        )
-                    }),
-                }
-            };
-            let every = dur("interval", &monitor.interval, 5_000)?;
+            let (watch, every) = build_watch(name, deploy, monitor, &clock)?;
             interval = Some(interval.map_or(every, |i| i.min(every)));
-            let window_ms = dur("window", &monitor.window, 60_000)?;
-            let (canary_window_ms, rollback_when) = match &deploy.canary {
-                None => (0, vec![]),
-                Some(c) => {
-                    let w = parse_duration_ms(&c.window).filter(|ms| *ms > 0).with_context(|| {
-                        format!("[deploy.{name}].canary.window = {:?}: expected a duration like 30s", c.window)
-                    })?;
-                    let mut exprs = vec![];
-                    for (i, src) in c.rollback_when.iter().enumerate() {
-                        exprs.push(Expr::parse(src).map_err(|e| {
-                            anyhow::anyhow!(
-                                "[deploy.{name}].canary.rollback_when[{i}] = {src:?}: {e}"
-                            )
-                        })?);
-                    }
-                    (w, exprs)
-                }
-            };
-            // SLOs from the shorthand.
-            let mut slo_specs = vec![];
-            let mut slo_thresholds = BTreeMap::new();
-            if let Some(slo) = &deploy.slo {
-                if let Some(ms) = slo.p99_ms {
-                    let mut s = SloSpec::from_shorthand(name, "p99_ms", ms)
-                        .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo.p99_ms: {e}"))?;
-                    if let Some(days) = slo.period_days {
-                        s.period_ms = (days * 86_400_000.0) as i64;
-                    }
-                    s.runbook = Some("runbooks/high-latency.md".into());
-                    slo_thresholds.insert(s.name.clone(), Some(ms));
-                    slo_specs.push(s);
-                }
-                if let Some(pct) = slo.availability {
-                    let mut s = SloSpec::from_shorthand(name, "availability", pct)
-                        .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo.availability: {e}"))?;
-                    if let Some(days) = slo.period_days {
-                        s.period_ms = (days * 86_400_000.0) as i64;
-                    }
-                    s.runbook = Some("runbooks/errors.md".into());
-                    slo_thresholds.insert(s.name.clone(), None);
-                    slo_specs.push(s);
-                }
-            }
-            let slos = if slo_specs.is_empty() {
-                None
-            } else {
-                Some(
-                    SloTracker::new(slo_specs, clock.clone())
-                        .map_err(|e| anyhow::anyhow!("[deploy.{name}].slo: {e}"))?,
-                )
-            };
-            let mut rules = monitor.alerts.clone();
-            if let Some(t) = &slos {
-                rules.extend(t.alert_rules());
-            }
-            let engine = if rules.is_empty() {
-                None
-            } else {
-                if monitor.receivers.is_empty() && !monitor.alerts.is_empty() {
-                    tracing::warn!(deployment = %name, "alert rules without receivers: alerts are recorded, not sent");
-                }
-                let route = match &monitor.route {
-                    Some(r) => r.clone(),
-                    None => {
-                        let mut r = RouteConfig::to_receiver(
-                            monitor
-                                .receivers
-                                .first()
-                                .map_or("none".to_string(), |r| r.name.clone()),
-                        );
-                        r.group_by = Some(vec!["alertname".into(), "deployment".into()]);
-                        r
-                    }
-                };
-                let mut cfg = AlertingConfig::new(rules, placeholder_receiver());
-                cfg.route = route;
-                cfg.receivers = if monitor.receivers.is_empty() {
-                    vec![placeholder_receiver()]
-                } else {
-                    monitor.receivers.clone()
-                };
-                Some(
-                    AlertEngine::new(&cfg, clock.clone())
-                        .map_err(|e| anyhow::anyhow!("[monitor.{name}]: {e}"))?,
-                )
-            };
-            let drift_cfg = monitor.drift.clone().unwrap_or_default();
-            let health = HealthWatch {
-                every_ms: dur("drift.every", &drift_cfg.every, 60_000)?,
-                span_ms: dur("drift.window", &drift_cfg.window, 3_600_000)?,
-                rows: drift_cfg.rows.filter(|r| *r > 0),
-                min_rows: drift_cfg.min_rows.unwrap_or(100).max(1),
-                drift: drift_cfg
-                    .options()
-                    .map_err(|e| anyhow::anyhow!("[monitor.{name}].{e}"))?,
-                last_ms: None,
-                drifting: None,
-            };
-            let config = json!({"deploy": deploy, "monitor": monitor});
-            watches.push(Watch {
-                name: name.to_string(),
-                health,
-                config,
-                health_values: Indicators::new(),
-                deploy,
-                window_ms,
-                canary_window_ms,
-                rollback_when,
-                engine,
-                slos,
-                slo_thresholds,
-                series: BTreeMap::new(),
-                last_traffic: None,
-                slo_seen: BTreeMap::new(),
-            });
+            watches.push(watch);
         }
         if watches.is_empty() {
             bail!(
@@ -251,6 +282,15 @@ impl Monitor {
             watches,
             interval,
         })
+    }
+
+    /// Passes each deployment's configuration (stored, and shown in `config` events)
+    /// through `redact`, so values taken from the environment are never stored.
+    pub fn redact_configs(mut self, redact: impl Fn(Value) -> Value) -> Monitor {
+        for w in &mut self.watches {
+            w.config = redact(std::mem::take(&mut w.config));
+        }
+        self
     }
 
     /// Reads the prediction log in `store` for model health (drift against the served

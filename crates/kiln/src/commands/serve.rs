@@ -2,7 +2,6 @@
 //! (`NAME@ALIAS`, `NAME/VERSION`) and serves them over OIP v2 and MLflow's scoring protocol.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,10 +144,20 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    super::server::runtime(args.workers)?.block_on(serve(args))
+    super::server::runtime(args.workers)?.block_on(serve(
+        args,
+        super::server::announce("Listening on"),
+        super::server::shutdown_signal(),
+    ))
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs the data plane until `shutdown` resolves; `announce` is told its address once it
+/// listens.
+pub(crate) async fn serve(
+    args: ServeArgs,
+    announce: super::server::Announce,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let batch = BatchConfig {
         max_batch_rows: args.max_batch_rows.max(1),
@@ -277,7 +286,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &project.file.deploy,
             &project.file.monitor,
             args.monitor_interval_ms.map(Duration::from_millis),
-        )?;
+        )?
+        .redact_configs(|v| project.redact(v));
         let m = match &args.prediction_log {
             Some(url) => m.with_prediction_log(
                 ArtifactStore::open(url)
@@ -295,10 +305,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Listening on http://{addr}")?;
-    out.flush()?;
-    drop(out);
+    announce(addr)?;
     let mut deployments = vec![];
     if let Some((store, _)) = &registry {
         let host = nix::unistd::gethostname()
@@ -320,7 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             deployments.push(id);
         }
     }
-    kiln_serve::serve(listener, state, super::server::shutdown_signal()).await?;
+    kiln_serve::serve(listener, state, shutdown).await?;
     if let Some((stop, task)) = monitor {
         let _ = stop.send(true);
         let _ = task.await;

@@ -68,7 +68,7 @@ pub fn releases(
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
-    runtime(args.workers)?.block_on(serve(args))
+    runtime(args.workers)?.block_on(serve(args, announce("Listening on"), shutdown_signal()))
 }
 
 /// The multi-threaded runtime of a server, with `workers` threads (default: one per core).
@@ -81,7 +81,27 @@ pub fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime
     rt.build().context("cannot start the async runtime")
 }
 
-async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+/// Told a server's address once it listens.
+pub type Announce = Box<dyn FnOnce(std::net::SocketAddr) -> anyhow::Result<()> + Send>;
+
+/// Prints `BANNER http://ADDR` on stdout (tests and scripts read it to learn the port).
+pub fn announce(banner: &str) -> Announce {
+    let banner = banner.to_string();
+    Box::new(move |addr| {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{banner} http://{addr}")?;
+        out.flush()?;
+        Ok(())
+    })
+}
+
+/// Runs the control plane until `shutdown` resolves; `announce` is told its address once
+/// it listens.
+pub(crate) async fn serve(
+    args: ServerArgs,
+    announce: Announce,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let store_url = match &args.store {
@@ -120,13 +140,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
              address can read and write all tracking and registry data"
         );
     }
-    // Tests and scripts read this line to learn the port when --port 0 was given.
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "Listening on http://{addr}")?;
-    out.flush()?;
-    drop(out);
+    announce(addr)?;
     tracing::info!(%addr, store = %redact(&store_url), artifacts = %artifacts_url, "kiln server ready");
-    kiln_server::serve(listener, state, shutdown_signal()).await?;
+    kiln_server::serve(listener, state, shutdown).await?;
     store.close().await;
     tracing::info!("kiln server stopped");
     Ok(())

@@ -1,7 +1,9 @@
 //! End-to-end tests of the `kiln` binary: start-up, shutdown, and crash durability.
 
+mod apply;
 mod crash;
 mod data;
+mod demo;
 mod lifecycle;
 mod loadtest;
 mod monitor;

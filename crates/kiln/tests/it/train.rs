@@ -20,15 +20,23 @@ pub(crate) fn repo() -> PathBuf {
 /// `extra` (training definitions).
 pub(crate) fn project(dir: &Path, extra: &str) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("kiln.toml")).unwrap();
-    // Keep only data and features: the repository's own [train.*] sections are not this test's.
+    // Keep only data and features: the repository's own trainings, releases, deployments and
+    // monitors are not this test's.
     let mut kept = String::new();
     let mut skip = false;
     for line in text.lines() {
         let t = line.trim_start();
         if t.starts_with('[') {
-            skip = ["[train.", "[[train.", "[release.", "[[release."]
-                .iter()
-                .any(|p| t.starts_with(p));
+            skip = [
+                "[train.",
+                "[[train.",
+                "[release.",
+                "[[release.",
+                "[deploy.",
+                "[monitor.",
+            ]
+            .iter()
+            .any(|p| t.starts_with(p));
         }
         if !skip {
             kept.push_str(line);

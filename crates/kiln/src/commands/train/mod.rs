@@ -60,18 +60,7 @@ pub struct Outcome {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new(&args.project)?;
-    let cfg = ctx.project.training(&args.name)?.clone();
-    let outcome = if cfg.command.is_some() {
-        if cfg.algorithm.is_some() {
-            bail!(
-                "train.{}: give either `command` or `algorithm`, not both",
-                args.name
-            );
-        }
-        command::run(&ctx, &args, &cfg)?
-    } else {
-        native(&ctx, &args, &cfg)?
-    };
+    let outcome = train(&ctx, &args)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
@@ -80,7 +69,24 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_outcome(o: &Outcome) {
+/// Trains `[train.NAME]` (`args.name`): a native trainer or an external command, tracked,
+/// packaged and registered. Used by `kiln train` and by `kiln apply`.
+pub fn train(ctx: &Ctx, args: &TrainArgs) -> anyhow::Result<Outcome> {
+    let cfg = ctx.project.training(&args.name)?.clone();
+    if cfg.command.is_some() {
+        if cfg.algorithm.is_some() {
+            bail!(
+                "train.{}: give either `command` or `algorithm`, not both",
+                args.name
+            );
+        }
+        command::run(ctx, args, &cfg)
+    } else {
+        native(ctx, args, &cfg)
+    }
+}
+
+pub fn print_outcome(o: &Outcome) {
     println!(
         "trained {}: run {} (experiment {}){}",
         o.name,
