@@ -8,7 +8,10 @@
 //! thread (`kiln-predlog`) wakes every [`PredictionLogConfig::tick`], takes what is queued,
 //! and writes when it holds [`PredictionLogConfig::flush_rows`] rows or its oldest record has
 //! waited [`PredictionLogConfig::flush_interval`] (by the injected [`Clock`]), on
-//! [`PredictionLog::flush`], and on [`PredictionLog::close`].
+//! [`PredictionLog::flush`], and on [`PredictionLog::close`]. It turns the packed records
+//! straight into columns (`columns`) and writes the Parquet itself ([`parquet`]: LZ4 pages,
+//! a dictionary only for repeated strings), so that logging every request costs a few
+//! thousand instructions a record; records with list columns go through [`table`] and Polars.
 //!
 //! Durability: each file is one whole-object put (a local directory gets a staging file
 //! renamed into place; S3 a completed upload), so a reader never sees a partial file, and part
@@ -19,7 +22,9 @@
 //! (at most one flush interval's worth), and records still unwritten when `close` gives up on
 //! a failing store (counted in `dropped`).
 
+mod columns;
 pub mod layout;
+pub mod parquet;
 pub mod read;
 pub mod table;
 pub mod wire;
@@ -127,6 +132,9 @@ struct Shared {
     pool: Mutex<Vec<Vec<u8>>>,
 }
 
+/// How the log's pages are compressed (see [`parquet`] and bench/RESULTS.md for the choice).
+const CODEC: parquet::Codec = parquet::Codec::Lz4Raw;
+
 /// Buffers larger than this are not kept for reuse.
 const MAX_POOLED_BYTES: usize = 64 << 10;
 
@@ -179,6 +187,7 @@ impl PredictionLog {
             shared: shared.clone(),
             pool_cap: max_records.min(4 * config.flush_rows.max(1)),
             rt,
+            encoder: parquet::Encoder::new(CODEC)?,
             buf: Vec::new(),
             buf_rows: 0,
             oldest_ms: 0,
@@ -315,6 +324,8 @@ struct Writer {
     /// Buffers kept for reuse, at most.
     pool_cap: usize,
     rt: tokio::runtime::Runtime,
+    /// Encodes files (its compression context is reused from file to file).
+    encoder: parquet::Encoder,
     /// Accepted records with their byte estimates, oldest first.
     buf: Vec<Buffered>,
     buf_rows: usize,
@@ -474,44 +485,56 @@ impl Writer {
                 .dropped
                 .fetch_add(unreadable as u64, Ordering::Relaxed);
         }
-        // (deployment, hour) → schema → indices.
-        let mut parts: BTreeMap<(&str, i64), BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+        // One file per (deployment, hour) and schema: (deployment, hour, schema key) → group.
+        // A record shaped like the one before it joins its group without making a key.
+        let mut index: BTreeMap<((&str, i64), String), usize> = BTreeMap::new();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut last: Option<(&wire::View<'_>, (&str, i64), usize)> = None;
         for (i, v) in views.iter().enumerate() {
             let Some(v) = v else { continue };
-            let hour = layout::hour_of_ms(v.time_us.div_euclid(1_000));
-            parts
-                .entry((v.deployment, hour))
-                .or_default()
-                .entry(table::schema_key(v))
-                .or_default()
-                .push(i);
+            let part = (
+                v.deployment,
+                layout::hour_of_ms(v.time_us.div_euclid(1_000)),
+            );
+            let g = match last {
+                Some((u, p, g)) if p == part && table::same_schema(u, v) => g,
+                _ => {
+                    let next = groups.len();
+                    let g = *index.entry((part, table::schema_key(v))).or_insert(next);
+                    if g == next {
+                        groups.push(Vec::new());
+                    }
+                    g
+                }
+            };
+            groups[g].push(i);
+            last = Some((v, part, g));
         }
         let mut outcome: Vec<Option<bool>> = vec![None; packed.len()];
         let mut first_error = None;
-        for ((deployment, hour), schemas) in &parts {
-            for group in schemas.values() {
-                let refs: Vec<&wire::View<'_>> =
-                    group.iter().filter_map(|&i| views[i].as_ref()).collect();
-                let ok = match self.write_file(deployment, *hour, now, &refs) {
-                    Ok(()) => {
-                        self.shared.flushes.fetch_add(1, Ordering::Relaxed);
-                        self.shared
-                            .written
-                            .fetch_add(group.len() as u64, Ordering::Relaxed);
-                        true
-                    }
-                    Err(e) => {
-                        self.shared.flush_errors.fetch_add(1, Ordering::Relaxed);
-                        first_error.get_or_insert_with(|| e.to_string());
-                        false
-                    }
-                };
-                for &i in group {
-                    outcome[i] = Some(ok);
+        for (((deployment, hour), _), &g) in &index {
+            let group = &groups[g];
+            let refs: Vec<&wire::View<'_>> =
+                group.iter().filter_map(|&i| views[i].as_ref()).collect();
+            let ok = match self.write_file(deployment, *hour, now, &refs) {
+                Ok(()) => {
+                    self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .written
+                        .fetch_add(group.len() as u64, Ordering::Relaxed);
+                    true
                 }
+                Err(e) => {
+                    self.shared.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    first_error.get_or_insert_with(|| e.to_string());
+                    false
+                }
+            };
+            for &i in group {
+                outcome[i] = Some(ok);
             }
         }
-        drop(parts);
+        drop(index);
         drop(views);
         // Written (or unreadable) records leave the buffer; failed ones stay, as old as they
         // were: due again once `next_attempt_ms` passes.
@@ -529,26 +552,33 @@ impl Writer {
     }
 
     fn write_file(
-        &self,
+        &mut self,
         deployment: &str,
         hour: i64,
         now_ms: i64,
         group: &[&wire::View<'_>],
     ) -> Result<(), PredLogError> {
-        let table = table::to_table(group);
-        // On this thread only: the serving threads keep the other cores.
-        let options = kiln_data::plain::WriteOptions {
-            parallel: false,
-            ..Default::default()
+        let (bytes, rows) = match columns::build(group) {
+            Some((columns, rows)) => (self.encoder.file(&columns, rows)?, rows),
+            None => {
+                // List columns: through a table and Polars (on this thread only: the
+                // serving threads keep the other cores).
+                let table = table::to_table(group);
+                let options = kiln_data::plain::WriteOptions {
+                    parallel: false,
+                    ..Default::default()
+                };
+                let bytes = kiln_data::plain::to_parquet_bytes_with(&table, &options)?;
+                (bytes, table.height())
+            }
         };
-        let bytes = kiln_data::plain::to_parquet_bytes_with(&table, &options)?;
         let path = layout::part_path(deployment, hour, now_ms);
         let body =
             futures::stream::once(
                 async move { Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)) },
             );
         self.rt.block_on(self.store.put_stream(&path, body))?;
-        tracing::debug!(%path, rows = table.height(), "prediction log: file written");
+        tracing::debug!(%path, rows, "prediction log: file written");
         Ok(())
     }
 }

@@ -135,7 +135,7 @@ impl PredictionRef<'_> {
 
 /// The physical type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
+pub(crate) enum Kind {
     F64,
     I64,
     Bool,
@@ -238,9 +238,29 @@ pub(crate) fn schema_key(p: &View<'_>) -> String {
     k
 }
 
+/// Whether two records have the same columns: what equal [`schema_key`]s say, without
+/// making the keys (the writer asks it of every record and the one before it).
+pub(crate) fn same_schema(a: &View<'_>, b: &View<'_>) -> bool {
+    let (ra, rb) = (a.rows(), b.rows());
+    let same = |x: &[TensorView<'_>], y: &[TensorView<'_>]| {
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(s, t)| {
+                s.name == t.name
+                    && elem_kind(s.elem) == elem_kind(t.elem)
+                    && layout(&s.shape, ra) == layout(&t.shape, rb)
+            })
+    };
+    let inputs = match (&a.inputs, &b.inputs) {
+        (InputsView::Tensors(x), InputsView::Tensors(y)) => same(x, y),
+        (InputsView::Rows { columns: x, .. }, InputsView::Rows { columns: y, .. }) => x == y,
+        _ => false,
+    };
+    inputs && same(&a.outputs, &b.outputs)
+}
+
 /// Where a column's values come from.
 #[derive(Debug, Clone, Copy)]
-enum Source {
+pub(crate) enum Source {
     Fixed(usize),
     /// Tensor `t` (of the inputs or the outputs), element `j` of each row.
     Elem {
@@ -262,10 +282,10 @@ enum Source {
     Raw(usize),
 }
 
-struct Spec {
-    name: String,
-    kind: Kind,
-    source: Source,
+pub(crate) struct Spec {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) source: Source,
 }
 
 /// Adds a column named `name`, or `prefix + name` (then `…_2`, `…_3`) if that is taken.
@@ -346,7 +366,7 @@ fn tensor_specs(
 }
 
 /// The columns of records shaped like `p`.
-fn specs(p: &View<'_>) -> Vec<Spec> {
+pub(crate) fn specs(p: &View<'_>) -> Vec<Spec> {
     const FIXED_KINDS: [Kind; 6] = [
         Kind::Str,
         Kind::I64,
@@ -386,7 +406,8 @@ fn specs(p: &View<'_>) -> Vec<Spec> {
     out
 }
 
-fn f(x: f64) -> Option<f64> {
+/// A float as the log stores it: NaN (a missing value to the model) is null.
+pub(crate) fn f(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
@@ -736,6 +757,17 @@ mod tests {
             Some(&PlainColumn::Timestamp(vec![Some(5), None, Some(5), None]))
         );
         assert_eq!(tables[1].names()[6..], ["X_0", "label"]);
+        // The writer's shortcut agrees with the keys.
+        let packed: Vec<Vec<u8>> = [&raw, &tensor, &raw]
+            .iter()
+            .map(|p| wire::pack(&p.borrowed()))
+            .collect();
+        let views: Vec<View<'_>> = packed.iter().map(|b| wire::view(b).unwrap()).collect();
+        for a in &views {
+            for b in &views {
+                assert_eq!(same_schema(a, b), schema_key(a) == schema_key(b));
+            }
+        }
         assert_eq!(
             raw.buffer_bytes(),
             crate::predlog::wire::pack(&raw.borrowed()).len()

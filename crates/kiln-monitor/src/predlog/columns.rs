@@ -1,0 +1,417 @@
+//! Records of one schema straight into typed columns for [`super::parquet`]: the same
+//! columns, names and values as [`table::to_table`](super::table::to_table), without a
+//! `PlainTable` (an `Option` and often a `String` per cell) or a DataFrame in between.
+//!
+//! List columns (a tensor with more than [`MAX_WIDE`](super::table::MAX_WIDE) elements per
+//! row, or one that is not per row) are not built here: such records are written through
+//! the table and Polars, as before.
+
+use std::borrow::Cow;
+
+use kiln_transform::Value;
+
+use super::parquet::{ColumnData, Values};
+use super::table::{self, Kind, Source};
+use super::wire::{InputsView, TensorView, View};
+
+impl ColumnData {
+    fn new(name: String, kind: Kind, rows: usize, dictionary: bool) -> Option<ColumnData> {
+        let values = match kind {
+            Kind::F64 => Values::F64(Vec::with_capacity(rows)),
+            Kind::I64 => Values::I64(Vec::with_capacity(rows)),
+            Kind::Bool => Values::Bool(Vec::with_capacity(rows)),
+            Kind::Str => Values::Str {
+                data: Vec::new(),
+                ends: Vec::with_capacity(rows),
+            },
+            Kind::Date => Values::Date(Vec::with_capacity(rows)),
+            Kind::Timestamp => Values::Timestamp(Vec::with_capacity(rows)),
+            Kind::List => return None,
+        };
+        Some(ColumnData {
+            name,
+            valid: Vec::with_capacity(rows),
+            values,
+            dictionary,
+        })
+    }
+
+    fn null(&mut self) {
+        self.valid.push(false);
+    }
+
+    fn nulls(&mut self, n: usize) {
+        self.valid.extend(std::iter::repeat_n(false, n));
+    }
+
+    /// Appends a float (NaN is null); null in a column of another type.
+    fn f64(&mut self, x: Option<f64>) {
+        match (&mut self.values, x.and_then(table::f)) {
+            (Values::F64(v), Some(x)) => {
+                v.push(x);
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    fn i64(&mut self, x: Option<i64>) {
+        match (&mut self.values, x) {
+            (Values::I64(v), Some(x)) => {
+                v.push(x);
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    fn bool(&mut self, x: Option<bool>) {
+        match (&mut self.values, x) {
+            (Values::Bool(v), Some(x)) => {
+                v.push(x);
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    fn str(&mut self, x: Option<&str>) {
+        match (&mut self.values, x) {
+            (Values::Str { data, ends }, Some(s)) => {
+                data.extend_from_slice(s.as_bytes());
+                ends.push(data.len());
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    fn date(&mut self, x: Option<i32>) {
+        match (&mut self.values, x) {
+            (Values::Date(v), Some(x)) => {
+                v.push(x);
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    fn timestamp(&mut self, x: Option<i64>) {
+        match (&mut self.values, x) {
+            (Values::Timestamp(v), Some(x)) => {
+                v.push(x);
+                self.valid.push(true);
+            }
+            _ => self.valid.push(false),
+        }
+    }
+
+    /// Appends element `i` of a tensor, as the column's type (null when the tensor has
+    /// fewer elements or another type).
+    fn elem(&mut self, t: &TensorView<'_>, i: usize) {
+        match self.values {
+            Values::F64(_) => self.f64(t.f64_at(i)),
+            Values::I64(_) => self.i64(t.i64_at(i)),
+            Values::Bool(_) => self.bool(t.bool_at(i)),
+            Values::Str { .. } => {
+                let s = t.bytes_at(i).map(String::from_utf8_lossy);
+                self.str(s.as_deref());
+            }
+            Values::Date(_) | Values::Timestamp(_) => self.null(),
+        }
+    }
+
+    /// Appends a raw value, converted to the column's type (null when it does not convert),
+    /// as `table::push_value` does.
+    fn value(&mut self, v: Option<&Value>) {
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            self.null();
+            return;
+        };
+        match self.values {
+            Values::F64(_) => self.f64(v.to_f64()),
+            Values::I64(_) => self.i64(match v {
+                Value::Int(i) | Value::Timestamp(i) => Some(*i),
+                Value::Bool(b) => Some(i64::from(*b)),
+                Value::Date(d) => Some(i64::from(*d)),
+                _ => None,
+            }),
+            Values::Bool(_) => self.bool(match v {
+                Value::Bool(b) => Some(*b),
+                _ => None,
+            }),
+            Values::Str { .. } => {
+                let s: Cow<'_, str> = match v {
+                    Value::Str(s) => Cow::Borrowed(s),
+                    other => Cow::Owned(other.to_string()),
+                };
+                self.str(Some(&s));
+            }
+            Values::Date(_) => self.date(match v {
+                Value::Date(d) => Some(*d),
+                _ => None,
+            }),
+            Values::Timestamp(_) => self.timestamp(match v {
+                Value::Timestamp(t) => Some(*t),
+                _ => None,
+            }),
+        }
+    }
+}
+
+/// The columns a tensor fills: `width` of them from `first`, element `j` of each row in
+/// column `first + j`.
+struct Span {
+    input: bool,
+    t: usize,
+    first: usize,
+    width: usize,
+}
+
+/// Records of one schema (equal `schema_key`s) as columns, with their row count; `None`
+/// when the schema has a list column.
+///
+/// Record by record (each record's bytes are read once, while they are in cache), a
+/// tensor's elements straight into its columns.
+pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
+    let first = group.first()?;
+    let specs = table::specs(first);
+    let total: usize = group.iter().map(|p| p.rows()).sum();
+    let mut cols = Vec::with_capacity(specs.len());
+    let (mut fixed, mut spans, mut raw) = (vec![], Vec::<Span>::new(), vec![]);
+    for (k, s) in specs.iter().enumerate() {
+        // Model, version and raw string inputs repeat: a dictionary. Request ids do not.
+        let dictionary = s.kind == Kind::Str && !matches!(s.source, Source::Fixed(0));
+        cols.push(ColumnData::new(s.name.clone(), s.kind, total, dictionary)?);
+        match s.source {
+            Source::Fixed(i) => fixed.push((k, i)),
+            Source::Elem { input, t, j: 0 } => spans.push(Span {
+                input,
+                t,
+                first: k,
+                width: 1,
+            }),
+            // The elements of a tensor are consecutive columns.
+            Source::Elem { .. } => spans.last_mut()?.width += 1,
+            Source::Raw(ci) => raw.push((k, ci)),
+            // Lists are refused above (`ColumnData::new`).
+            Source::RowList { .. } | Source::Whole { .. } => return None,
+        }
+    }
+    for p in group {
+        let rows = p.rows();
+        for &(k, i) in &fixed {
+            let col = &mut cols[k];
+            for r in 0..rows {
+                match i {
+                    0 => col.str(Some(p.request_id)),
+                    1 => col.i64(Some(r as i64)),
+                    2 => col.timestamp(Some(p.time_us)),
+                    3 => col.str(Some(p.deployment)),
+                    4 => col.str(Some(p.version)),
+                    5 => col.i64(Some(i64::try_from(p.latency_us).unwrap_or(i64::MAX))),
+                    _ => col.null(),
+                }
+            }
+        }
+        for s in &spans {
+            let cols = &mut cols[s.first..s.first + s.width];
+            let tensor = if s.input {
+                match &p.inputs {
+                    InputsView::Tensors(ts) => ts.get(s.t),
+                    InputsView::Rows { .. } => None,
+                }
+            } else {
+                p.outputs.get(s.t)
+            };
+            let Some(t) = tensor else {
+                cols.iter_mut().for_each(|c| c.nulls(rows));
+                continue;
+            };
+            let width: usize = t.shape.iter().skip(1).product();
+            for r in 0..rows {
+                for (j, col) in cols.iter_mut().enumerate() {
+                    col.elem(t, r * width + j);
+                }
+            }
+        }
+        match &p.inputs {
+            InputsView::Rows { rows: values, .. } => {
+                for row in values {
+                    for &(k, ci) in &raw {
+                        cols[k].value(row.get(ci));
+                    }
+                }
+            }
+            InputsView::Tensors(_) => raw.iter().for_each(|&(k, _)| cols[k].nulls(rows)),
+        }
+    }
+    Some((cols, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_ml::{Tensor, TensorData};
+    use kiln_transform::{Column, DType, Value};
+
+    use super::super::parquet::{Codec, Encoder};
+    use super::super::table::{self, Inputs, Prediction};
+    use super::super::wire::{self, View};
+    use super::build;
+
+    fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor::new(name, shape, data).unwrap()
+    }
+
+    fn pred(id: &str, version: &str, inputs: Inputs, outputs: Vec<Tensor>) -> Prediction {
+        Prediction {
+            deployment: "gb/ü".into(),
+            version: version.into(),
+            request_id: id.into(),
+            time_us: 1_764_400_000_000_000 + id.len() as i64,
+            latency_us: 250,
+            inputs,
+            outputs,
+        }
+    }
+
+    /// Records of every shape the flat writer takes: tensors of each element type with NaN,
+    /// invalid UTF-8 and several rows; raw rows of every type with nulls and values of the
+    /// wrong type; several versions in one file.
+    fn records() -> Vec<Vec<Prediction>> {
+        let tensors = |id: &str, version: &str, seed: f32| {
+            pred(
+                id,
+                version,
+                Inputs::Tensors(vec![
+                    t(
+                        "X",
+                        vec![2, 3],
+                        TensorData::Fp32(vec![seed, f32::NAN, -0.0, 4.5, 1e30, seed * 2.0]),
+                    ),
+                    t("b", vec![2], TensorData::Bool(vec![true, seed > 1.0])),
+                    t("i", vec![2, 1], TensorData::Int32(vec![i32::MIN, 7])),
+                    t(
+                        "s",
+                        vec![2],
+                        TensorData::Bytes(vec![b"ab".to_vec(), vec![0xff, b'x']]),
+                    ),
+                ]),
+                vec![
+                    t("label", vec![2], TensorData::Int64(vec![0, i64::MAX])),
+                    t(
+                        "probabilities",
+                        vec![2, 2],
+                        TensorData::Fp64(vec![0.25, 0.75, f64::NAN, f64::INFINITY]),
+                    ),
+                ],
+            )
+        };
+        let columns = vec![
+            Column::new("carrier", DType::Categorical),
+            Column::new("temp", DType::Float),
+            Column::new("n", DType::Int),
+            Column::new("ok", DType::Bool),
+            Column::new("day", DType::Date),
+            Column::new("at", DType::Timestamp),
+            Column::new("note", DType::String),
+        ];
+        let raw = |id: &str, carrier: &str| {
+            pred(
+                id,
+                "3",
+                Inputs::Rows {
+                    columns: columns.clone(),
+                    rows: vec![
+                        vec![
+                            Value::Str(carrier.into()),
+                            Value::Int(39),
+                            Value::Bool(true),
+                            Value::Bool(false),
+                            Value::Date(20_000),
+                            Value::Timestamp(-5),
+                            Value::Float(1.5),
+                        ],
+                        vec![
+                            Value::Null,
+                            Value::Float(f64::NAN),
+                            Value::Str("x".into()),
+                            Value::Int(1),
+                            Value::Null,
+                            Value::Date(3),
+                            Value::Str(String::new()),
+                        ],
+                        // A short row: the missing cells are null.
+                        vec![Value::Str("UA".into())],
+                    ],
+                },
+                vec![t("label", vec![3], TensorData::Int64(vec![1, 0, 1]))],
+            )
+        };
+        vec![
+            (0..40)
+                .map(|i| tensors(&format!("r{i}"), ["1", "2"][i % 2], i as f32))
+                .collect(),
+            (0..12)
+                .map(|i| raw(&format!("q{i}"), ["UA", "AA", "é"][i % 3]))
+                .collect(),
+            vec![tensors("one", "1", 0.5)],
+        ]
+    }
+
+    #[test]
+    fn the_flat_writer_reads_back_as_the_table_every_codec() {
+        for group in records() {
+            let packed: Vec<Vec<u8>> = group.iter().map(|p| wire::pack(&p.borrowed())).collect();
+            let views: Vec<View<'_>> = packed.iter().map(|b| wire::view(b).unwrap()).collect();
+            let refs: Vec<&View<'_>> = views.iter().collect();
+            let expected = table::to_table(&refs);
+            let (columns, rows) = build(&refs).unwrap();
+            assert_eq!(rows, expected.height());
+            for codec in [Codec::None, Codec::Lz4Raw, Codec::Zstd(1)] {
+                let bytes = Encoder::new(codec).unwrap().file(&columns, rows).unwrap();
+                let back = kiln_data::plain::from_parquet_bytes(&bytes).unwrap();
+                assert_eq!(back, expected, "{codec:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn list_columns_are_left_to_the_table_path() {
+        let wide = table::MAX_WIDE + 1;
+        let p = pred(
+            "r",
+            "1",
+            Inputs::Tensors(vec![t(
+                "img",
+                vec![1, wide],
+                TensorData::Int32(vec![7; wide]),
+            )]),
+            vec![t("bias", vec![3], TensorData::Fp64(vec![1.0, 2.0, 3.0]))],
+        );
+        let packed = wire::pack(&p.borrowed());
+        let view = wire::view(&packed).unwrap();
+        assert!(build(&[&view]).is_none());
+    }
+
+    #[test]
+    fn a_request_of_no_rows_writes_an_empty_file() {
+        let p = pred(
+            "r",
+            "1",
+            Inputs::Tensors(vec![t("X", vec![0, 2], TensorData::Fp32(vec![]))]),
+            vec![t("label", vec![0], TensorData::Int64(vec![]))],
+        );
+        let packed = wire::pack(&p.borrowed());
+        let view = wire::view(&packed).unwrap();
+        let expected = table::to_table(&[&view]);
+        let (columns, rows) = build(&[&view]).unwrap();
+        assert_eq!(rows, 0);
+        let bytes = Encoder::new(Codec::Lz4Raw)
+            .unwrap()
+            .file(&columns, rows)
+            .unwrap();
+        let back = kiln_data::plain::from_parquet_bytes(&bytes).unwrap();
+        assert_eq!(back, expected);
+    }
+}
