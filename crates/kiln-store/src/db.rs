@@ -232,8 +232,41 @@ impl Db {
     }
 }
 
+/// The PostgreSQL advisory lock that serialises schema migrations across processes
+/// (`kiln` in ASCII).
+const MIGRATION_LOCK: i64 = 0x6b69_6c6e;
+
+/// Brings the schema up to date. Several processes may open one database at the same moment
+/// (replicas of the control and data planes starting together, a `kiln train` beside a
+/// server): exactly one applies each migration and the others wait for it and then find it
+/// applied. On PostgreSQL the whole run holds a session advisory lock; on SQLite each
+/// migration runs in a `BEGIN IMMEDIATE` transaction (the database's write lock) and checks
+/// again, under the lock, that no other process applied it meanwhile.
 async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
     let mut conn = pool.acquire().await?;
+    if backend == Backend::Sqlite {
+        return apply_migrations(&mut conn, backend).await;
+    }
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = apply_migrations(&mut conn, backend).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    if unlocked.is_err() {
+        // The connection may still hold the lock: it must not go back to the pool. Closing
+        // it ends the session, which releases the lock.
+        conn.close_on_drop();
+    }
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply_migrations(conn: &mut AnyConnection, backend: Backend) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS kiln_schema_migrations (\
          version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)",
@@ -241,15 +274,18 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
     .execute(&mut *conn)
     .await?;
     for (version, description, sql) in MIGRATIONS {
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM kiln_schema_migrations WHERE version = $1")
-                .bind(*version)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if applied.is_some() {
+        if is_applied(&mut *conn, *version).await? {
             continue;
         }
-        let mut tx = conn.begin().await?;
+        let mut tx = match backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
+        // Another process may have applied it between the check and the lock.
+        if is_applied(&mut tx, *version).await? {
+            tx.rollback().await?;
+            continue;
+        }
         let sql = match backend {
             Backend::Sqlite => sql.replace("/*CLUSTERED*/", "WITHOUT ROWID"),
             Backend::Postgres => sql.to_string(),
@@ -269,6 +305,15 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<()> {
         tracing::info!(version, description, "applied migration");
     }
     Ok(())
+}
+
+async fn is_applied(conn: &mut AnyConnection, version: i64) -> Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM kiln_schema_migrations WHERE version = $1")
+            .bind(version)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(found.is_some())
 }
 
 async fn writer_loop(

@@ -101,3 +101,36 @@ async fn racing_different_param_values_exactly_one_wins() {
         assert_eq!(r.data.params.len(), 1);
     }
 }
+
+/// Replicas that start together on a fresh database all come up: one applies each migration,
+/// the others wait for it and find it applied (before, all but one failed with "already
+/// exists").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn processes_opening_a_fresh_database_together_all_start() {
+    for db in kiln_testkit::TestDb::all().await {
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let url = db.url.clone();
+                tokio::spawn(async move { kiln_store::Store::open(&url).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for (i, open) in opens.into_iter().enumerate() {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: open {i} failed: {e}", db.kind));
+            stores.push(store);
+        }
+        // Every one of them works on the one schema.
+        for (i, store) in stores.iter().enumerate() {
+            store
+                .create_experiment(format!("replica-{i}"), None, vec![])
+                .await
+                .unwrap_or_else(|e| panic!("{}: replica {i}: {e}", db.kind));
+        }
+        for store in stores {
+            store.close().await;
+        }
+    }
+}
