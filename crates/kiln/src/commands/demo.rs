@@ -231,7 +231,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     let flights = kiln_data::plain::from_frame(&ctx.read("flights", None)?.df)?;
     let weather = kiln_data::plain::from_frame(&ctx.read("weather", None)?.df)?;
-    let early = sample(&flights, &weather, &inputs, &[1, 2, 3], 600)?;
+    let early = sample(&flights, &weather, &inputs, &[1, 2], 600)?;
     let july = sample(&flights, &weather, &inputs, &[7], 600)?;
 
     let log = ctx.args.data_dir.join("artifacts").display().to_string();
@@ -632,7 +632,7 @@ async fn story(
     // 5. The training months, then July.
     step(
         5,
-        "600 flights from the training months (January to March), then 600 from July",
+        "600 flights from the training months (January and February), then 600 from July",
     );
     let mut labels: Vec<(String, Vec<bool>)> = vec![];
     for (prefix, rows) in [("demo-jfm", early), ("demo-jul", july)] {
