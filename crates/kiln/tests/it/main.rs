@@ -4,6 +4,7 @@ mod apply;
 mod crash;
 mod data;
 mod demo;
+mod docs;
 mod lifecycle;
 mod loadtest;
 mod monitor;
