@@ -74,6 +74,10 @@ pub struct PredictionLogConfig {
     pub retry_after: Duration,
     /// Attempts to write what is left when the log closes.
     pub close_attempts: u32,
+    /// How the files' pages are compressed. LZ4 by default: on the bench's records it costs
+    /// ~600 instructions a record against ~2,400 for zstd level 1, for files twice as large
+    /// (bench/RESULTS.md).
+    pub compression: parquet::Codec,
 }
 
 impl Default for PredictionLogConfig {
@@ -86,6 +90,7 @@ impl Default for PredictionLogConfig {
             tick: Duration::from_millis(50),
             retry_after: Duration::from_secs(5),
             close_attempts: 3,
+            compression: parquet::Codec::Lz4Raw,
         }
     }
 }
@@ -131,9 +136,6 @@ struct Shared {
     /// that allocated it.
     pool: Mutex<Vec<Vec<u8>>>,
 }
-
-/// How the log's pages are compressed (see [`parquet`] and bench/RESULTS.md for the choice).
-const CODEC: parquet::Codec = parquet::Codec::Lz4Raw;
 
 /// Buffers larger than this are not kept for reuse.
 const MAX_POOLED_BYTES: usize = 64 << 10;
@@ -187,7 +189,7 @@ impl PredictionLog {
             shared: shared.clone(),
             pool_cap: max_records.min(4 * config.flush_rows.max(1)),
             rt,
-            encoder: parquet::Encoder::new(CODEC)?,
+            encoder: parquet::Encoder::new(config.compression)?,
             buf: Vec::new(),
             buf_rows: 0,
             oldest_ms: 0,

@@ -26,7 +26,8 @@ use super::PredLogError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
     None,
-    /// LZ4 blocks without framing (Parquet's `LZ4_RAW`).
+    /// LZ4 blocks without framing (Parquet's `LZ4_RAW`, format 2.9: read by Polars, pyarrow
+    /// 8+, DuckDB, Spark 3.4+).
     Lz4Raw,
     /// Zstandard at this level, with one context reused for every page.
     Zstd(i32),
