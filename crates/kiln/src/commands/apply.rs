@@ -698,13 +698,46 @@ impl Steps<'_> {
             .unwrap_or(&reference)
             .split_once('@')
             .map(|(_, a)| a.to_string());
-        // Candidates: versions of this model registered by trainings that ran now.
-        let candidate = upstream
+        // Candidates: versions of this model registered by trainings that ran now. The best
+        // by the alias's first metric gate (higher is better unless the gate only caps it),
+        // else the newest.
+        let ranked_by = alias.as_deref().and_then(|a| {
+            let g = ctx.project.file.release.get(model)?.aliases.get(a)?;
+            let m = g.metrics.first()?;
+            Some((m.metric.clone(), m.min.is_some() || m.max.is_none()))
+        });
+        let mut candidates: Vec<(String, Option<f64>)> = upstream
             .iter()
             .filter(|(id, _)| id.kind == Kind::Train && step.because.contains(id))
             .filter(|(_, o)| o["registered_model"] == model)
-            .filter_map(|(_, o)| o["version"].as_str().map(str::to_string))
-            .max_by_key(|v| v.parse::<i64>().unwrap_or(0));
+            .filter_map(|(_, o)| {
+                let v = o["version"].as_str()?.to_string();
+                let score = ranked_by
+                    .as_ref()
+                    .and_then(|(m, _)| o["metrics"][m.as_str()].as_f64())
+                    .filter(|x| x.is_finite());
+                Some((v, score))
+            })
+            .collect();
+        let higher = ranked_by.as_ref().is_none_or(|(_, h)| *h);
+        candidates.sort_by(|(va, sa), (vb, sb)| {
+            let by_score = match (sa, sb) {
+                (Some(a), Some(b)) if higher => a.total_cmp(b),
+                (Some(a), Some(b)) => b.total_cmp(a),
+                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, Some(_)) => std::cmp::Ordering::Less,
+                (None, None) => std::cmp::Ordering::Equal,
+            };
+            by_score.then(
+                va.parse::<i64>()
+                    .unwrap_or(0)
+                    .cmp(&vb.parse::<i64>().unwrap_or(0)),
+            )
+        });
+        if candidates.len() > 1 {
+            out["candidates"] = json!(candidates);
+        }
+        let candidate = candidates.pop().map(|(v, _)| v);
         if let (Some(alias), Some(version)) = (&alias, candidate) {
             let holder = ctx
                 .rt

@@ -141,8 +141,13 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             v.report.rules.len(),
             match &v.report.quarantine {
                 Some(q) => format!(
-                    ", {} rows quarantined to {q}",
-                    thousands(v.report.quarantined_rows)
+                    ", {} row{} quarantined to {q}",
+                    thousands(v.report.quarantined_rows),
+                    if v.report.quarantined_rows == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
                 ),
                 None => String::new(),
             }
@@ -163,13 +168,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     // 2. Plan and apply.
     step(
         2,
-        "kiln plan / kiln apply: features, trainings (one a search), the best registered and released through its gates",
+        "kiln apply: features, trainings (one a search), the best new version released to `champion` through its gates",
     );
-    let desired = super::apply::resources(&ctx)?;
-    let applied = super::apply::applied(&ctx)?;
-    let plan = kiln_pipeline::plan::plan(&desired, &applied, &|_| None)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    print!("{}", indent(&plan.render(false)));
+    // `kiln apply` prints its plan and each step as it goes.
     let outcome = super::apply::run_apply(&ctx, "demo", None, false, true)?;
     for (d, m) in &outcome.refusals {
         println!("  deploy.{d}: the gates kept the new version off `champion`: {m}");
@@ -398,10 +399,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn store_url(ctx: &Ctx) -> String {
     format!("sqlite://{}", ctx.args.data_dir.join("kiln.db").display())
-}
-
-fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("  {l}\n")).collect()
 }
 
 /// The bundled project with its sources made absolute, its own deployments and monitors

@@ -371,3 +371,54 @@ fn secrets_from_the_environment_never_reach_the_state() {
     let e = text(&out.stderr);
     assert!(e.contains("HOOK_TOKEN") && e.contains("line 5"), "{e}");
 }
+
+/// Of the versions trained in one apply, the deployment gets the best by the alias's metric
+/// gate, not the newest.
+#[test]
+fn the_best_new_version_is_released_not_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let defs = r#"
+[train.a_good]
+features = "delay"
+algorithm = "gbdt"
+register = "delay"
+[train.a_good.params]
+num_rounds = 20
+num_leaves = 15
+seed = 7
+
+[train.b_weak]
+features = "delay"
+algorithm = "gbdt"
+register = "delay"
+[train.b_weak.params]
+num_rounds = 1
+num_leaves = 2
+learning_rate = 0.01
+seed = 7
+
+[release.delay.aliases.champion]
+[[release.delay.aliases.champion.metrics]]
+metric = "test_auc"
+min = 0.5
+
+[deploy.delay]
+model = "delay@champion"
+"#;
+    let config = write_project(dir.path(), defs);
+    let s = ok_json(&apply(&config, &data));
+    assert_eq!(
+        ran(&s)[3..5],
+        ["train.a_good".to_string(), "train.b_weak".to_string()]
+    );
+    let (rt, st) = store(&data);
+    let champ = rt
+        .block_on(st.get_model_version_by_alias("delay", "champion"))
+        .unwrap();
+    assert_eq!(
+        champ.version.to_string(),
+        "1",
+        "a_good (version 1) beats the newer b_weak (version 2)"
+    );
+}

@@ -118,8 +118,7 @@ fn demo_tells_the_whole_story_from_an_empty_state() {
     for want in [
         "[1/7] Validating the data",
         "rows quarantined to",
-        "[2/7] kiln plan / kiln apply",
-        "+ train.delay_search",
+        "[2/7] kiln apply",
         "`delay@champion` is version",
         "[3/7] A candidate model",
         "monitor rolled the canary back to 0%",
@@ -133,6 +132,11 @@ fn demo_tells_the_whole_story_from_an_empty_state() {
         "Where to look next",
     ] {
         assert!(stdout.contains(want), "`{want}` missing from:\n{stdout}");
+    }
+    // `kiln apply`'s plan and progress go to stderr.
+    let stderr = text(&out.stderr);
+    for want in ["+ train.delay_search", "[5/8] train.delay_search (Create)"] {
+        assert!(stderr.contains(want), "`{want}` missing from:\n{stderr}");
     }
     // The state it leaves is the platform's own: nothing left to apply, incidents listed.
     let config = data.join("demo/kiln.toml");
