@@ -245,6 +245,20 @@ pub struct ReceiverConfig {
 }
 
 impl ReceiverConfig {
+    /// The name of the receiver that records alerts without sending them anywhere: a
+    /// deployment without receivers routes to it.
+    pub const RECORD_ONLY: &'static str = "(record only)";
+
+    /// The receiver of a deployment that has none: notifications to it are marked delivered
+    /// without a request.
+    pub fn record_only() -> ReceiverConfig {
+        ReceiverConfig::webhook(Self::RECORD_ONLY, "http://127.0.0.1/")
+    }
+
+    pub fn is_record_only(&self) -> bool {
+        self.name == Self::RECORD_ONLY
+    }
+
     pub fn webhook(name: impl Into<String>, url: impl Into<String>) -> ReceiverConfig {
         ReceiverConfig {
             name: name.into(),

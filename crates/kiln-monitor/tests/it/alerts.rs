@@ -275,3 +275,27 @@ fn rules_with_the_same_identity_are_rejected() {
     };
     assert!(Evaluator::new(&[a, b]).is_ok());
 }
+
+/// With no receiver configured, alerts go to the record-only receiver: they fire and are
+/// listed, and nothing is sent (no delivery attempted, none left due).
+#[tokio::test]
+async fn the_record_only_receiver_sends_nothing() {
+    let clock = ManualClock::new(T0);
+    let cfg = AlertingConfig::new(vec![latency_rule(0)], ReceiverConfig::record_only());
+    let mut e = AlertEngine::new(&cfg, Arc::new(clock.clone())).unwrap();
+    let l = flights();
+    let r = e.tick(&p99(&l, 30.0)).await;
+    assert_eq!(states(&r.transitions).len(), 1);
+    clock.advance_ms(MIN);
+    let r = e.tick(&p99(&l, 30.0)).await;
+    assert!(r.deliveries.is_empty(), "{:?}", r.deliveries.len());
+    assert_eq!(e.alerts()[0].alert.state, AlertState::Firing);
+    assert!(e.send_due().await.is_empty());
+    // A real receiver in the same place would be attempted (and fail: nothing listens).
+    let mut real = engine(vec![latency_rule(0)], &clock);
+    real.tick(&p99(&l, 30.0)).await;
+    clock.advance_ms(MIN);
+    let r = real.tick(&p99(&l, 30.0)).await;
+    let attempted = r.deliveries.len() + real.send_due().await.len();
+    assert!(attempted > 0, "the control case sends");
+}

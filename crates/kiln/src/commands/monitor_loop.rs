@@ -186,7 +186,7 @@ fn build_watch(
                     monitor
                         .receivers
                         .first()
-                        .map_or("none".to_string(), |r| r.name.clone()),
+                        .map_or(placeholder_receiver().name, |r| r.name.clone()),
                 );
                 r.group_by = Some(vec!["alertname".into(), "deployment".into()]);
                 r
@@ -935,9 +935,9 @@ impl Monitor {
     }
 }
 
-/// Where notifications go when no receiver is configured: nowhere (the engine needs one).
+/// Where notifications go when no receiver is configured: nowhere (alerts are recorded).
 fn placeholder_receiver() -> kiln_monitor::notify::ReceiverConfig {
-    kiln_monitor::notify::ReceiverConfig::webhook("none", "http://127.0.0.1:9/unused")
+    kiln_monitor::notify::ReceiverConfig::record_only()
 }
 
 fn values(wi: &WindowIndicators) -> Vec<(&'static str, f64)> {
