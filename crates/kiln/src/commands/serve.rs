@@ -200,6 +200,9 @@ pub(crate) async fn serve(
             *n += 1;
             load_path(name, &n.to_string(), Path::new(target), batch)?
         } else {
+            if looks_like_a_path(target) {
+                bail!("--model {spec}: {target} does not exist");
+            }
             if registry.is_none() {
                 registry = Some(open_registry(&args).await?);
             }
@@ -356,6 +359,18 @@ pub(crate) async fn serve(
     }
     tracing::info!("kiln serve stopped");
     Ok(())
+}
+
+/// A `--model` target that can only be a file or folder (a registry reference is
+/// `MODEL@ALIAS`, `MODEL/VERSION` or `models:/…`).
+fn looks_like_a_path(target: &str) -> bool {
+    !target.starts_with("models:/")
+        && (target.starts_with('/')
+            || target.starts_with("./")
+            || target.starts_with("../")
+            || target.starts_with('~')
+            || target.ends_with(".onnx")
+            || target.ends_with(".json"))
 }
 
 /// `--prediction-log` and its settings: the writer, started.

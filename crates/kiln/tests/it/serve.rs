@@ -1100,3 +1100,29 @@ fn bad_input_gets_a_named_4xx_and_never_a_5xx() {
     });
     drop(server);
 }
+
+/// A `--model` path that does not exist is named as a missing file, not looked up in the
+/// registry; a registry reference that does not resolve says so.
+#[test]
+fn a_missing_model_file_is_reported_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |m: &str| {
+        Command::new(kiln_bin())
+            .args(["serve", "--port", "0", "--model", m, "--data-dir"])
+            .arg(dir.path())
+            .env("KILN_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run("x=/no/such/model.onnx");
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("/no/such/model.onnx does not exist"), "{e}");
+    let out = run("x=delay@champion");
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("no version of `delay` has alias `champion`"),
+        "{e}"
+    );
+}
