@@ -106,6 +106,10 @@ impl ServeState {
         }
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         let next = match models.get(name) {
+            // A canary added a slot the loader does not know: the reload replaces them all.
+            Some(e) if e.versions().len() != versions.len() => e
+                .replaced(versions)
+                .ok_or_else(|| format!("no version of `{name}` to serve"))?,
             Some(e) => e.reloaded(versions)?,
             None => {
                 let mut it = versions.into_iter();
@@ -144,6 +148,46 @@ impl ServeState {
             }
         };
         models.insert(name.to_string(), Arc::new(next));
+        Ok(())
+    }
+
+    /// Starts a canary: `versions` (exactly one, what the loader now resolves the name to)
+    /// beside the name's current primary version, at `percent` of the traffic. The same
+    /// version as the primary is a plain reload.
+    pub fn start_canary(
+        &self,
+        name: &str,
+        mut versions: Vec<ModelVersion>,
+        percent: u32,
+    ) -> Result<(), String> {
+        if !(1..=99).contains(&percent) {
+            return Err(format!(
+                "a canary's share is from 1 to 99 percent, not {percent}"
+            ));
+        }
+        if versions.len() != 1 {
+            return Err(format!(
+                "a canary needs the name to resolve to one version; `{name}` resolves to {}",
+                versions.len()
+            ));
+        }
+        let same = self
+            .endpoint(name)
+            .is_some_and(|e| e.primary().version == versions[0].version);
+        if same {
+            return self.reload(name, versions);
+        }
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = models.get(name) else {
+            return Err(format!("model `{name}` is not loaded"));
+        };
+        let next = e.canary(versions.remove(0), percent);
+        let (slots, spec) = (next.versions(), next.traffic());
+        models.insert(name.to_string(), Arc::new(next));
+        self.traffic_set
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), (slots, spec));
         Ok(())
     }
 
@@ -563,10 +607,17 @@ async fn repository_load(
     State(s): State<Arc<ServeState>>,
     Path(m): Path<String>,
     headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if let Some(r) = admin_denied(&s, &headers) {
         return r;
     }
+    // Kiln's extension of the load request: `{"parameters": {"kiln_canary_percent": 10}}`
+    // keeps the current primary version and runs what the name now resolves to beside it.
+    let canary = match canary_percent(&body) {
+        Ok(c) => c,
+        Err(e) => return oip_error(StatusCode::BAD_REQUEST, e),
+    };
     let Some(loader) = s.loader.clone() else {
         return oip_error(
             StatusCode::NOT_IMPLEMENTED,
@@ -594,7 +645,11 @@ async fn repository_load(
         Ok(Ok(versions)) => {
             let labels: Vec<String> = versions.iter().map(|v| v.version.clone()).collect();
             let old = s.endpoint(&m).map(|e| e.versions());
-            match s.reload(&m, versions) {
+            let done = match canary {
+                Some(p) if old.is_some() => s.start_canary(&m, versions, p),
+                _ => s.reload(&m, versions),
+            };
+            match done {
                 Ok(()) => {
                     tracing::info!(model = %m, versions = ?labels, previous = ?old, "model loaded");
                     axum::Json(json!({})).into_response()
@@ -607,6 +662,27 @@ async fn repository_load(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the load stopped: {e}"),
         ),
+    }
+}
+
+/// `parameters.kiln_canary_percent` of a load request, if given (an empty body has none).
+fn canary_percent(body: &[u8]) -> Result<Option<u32>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the load request is not JSON: {e}"))?;
+    match v
+        .get("parameters")
+        .and_then(|p| p.get("kiln_canary_percent"))
+    {
+        None => Ok(None),
+        Some(p) => match p.as_u64().filter(|p| (1..=99).contains(p)) {
+            Some(p) => Ok(Some(p as u32)),
+            None => Err(format!(
+                "parameters.kiln_canary_percent = {p}: expected a whole number from 1 to 99"
+            )),
+        },
     }
 }
 

@@ -112,6 +112,40 @@ impl Endpoint {
         }
     }
 
+    /// A canary: this endpoint's primary version kept at `100 - percent` of the traffic and
+    /// `model` beside it at `percent` (`percent` from 1 to 99); other versions are dropped.
+    pub fn canary(&self, model: ModelVersion, percent: u32) -> Endpoint {
+        let percent = percent.clamp(1, 99);
+        Endpoint {
+            name: self.name.clone(),
+            slots: vec![
+                Slot {
+                    model: self.primary().clone(),
+                    weight: 100 - percent,
+                    shadow: false,
+                },
+                Slot {
+                    model: Arc::new(model),
+                    weight: percent,
+                    shadow: false,
+                },
+            ],
+            counter: self.counter.clone(),
+        }
+    }
+
+    /// This endpoint's name with exactly `models` (the first taking all traffic): what a
+    /// reload becomes when the slots changed since the name was loaded (after a canary).
+    pub fn replaced(&self, models: Vec<ModelVersion>) -> Option<Endpoint> {
+        let mut it = models.into_iter();
+        let mut e = Endpoint::single(it.next()?);
+        e.counter = self.counter.clone();
+        for m in it {
+            e = e.with_version(m);
+        }
+        Some(e)
+    }
+
     /// This endpoint with each slot's version replaced by the next one (`models` in slot
     /// order), keeping every slot's weight and shadow flag.
     pub fn reloaded(&self, models: Vec<ModelVersion>) -> Result<Endpoint, String> {

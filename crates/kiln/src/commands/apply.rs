@@ -396,6 +396,15 @@ fn declared(ctx: &Ctx) -> anyhow::Result<Vec<Resource>> {
     Ok(out)
 }
 
+/// `[deploy.NAME].canary.window` in milliseconds (30 s when it does not parse; `kiln apply`
+/// checks it in the monitor step).
+fn canary_window_ms(cfg: &kiln_monitor::config::DeployConfig) -> i64 {
+    cfg.canary
+        .as_ref()
+        .and_then(|c| super::incidents::parse_duration_ms(&c.window))
+        .unwrap_or(30_000)
+}
+
 /// The registered model a deployment's `model` names (`MODEL@ALIAS`, `MODEL/VERSION`,
 /// `models:/…`), or None for a file path (relative to the project directory `dir`).
 fn registered_model<'a>(dir: &Path, reference: &'a str) -> Option<&'a str> {
@@ -461,6 +470,16 @@ fn make_plan(ctx: &Ctx, desired: &[Resource], applied: &[Applied]) -> anyhow::Re
                     .block_on(store.get_model_version(model, version))
                     .is_err()
                     .then(|| format!("version {version} of `{model}` is gone"))
+            }
+            Kind::Deploy => {
+                let c = a.outputs.get("canary").filter(|c| c.is_object())?;
+                let due = c["started_at"].as_i64()? + c["window_ms"].as_i64()?;
+                (kiln_store::now_ms() >= due).then(|| {
+                    format!(
+                        "canary version {} has run its window: end it (promote, or finish its rollback)",
+                        c["version"].as_str().unwrap_or("?")
+                    )
+                })
             }
             _ => None,
         }
@@ -530,6 +549,21 @@ fn describe(id: &ResourceId, o: &Value) -> String {
                     "; released version {} to `{}`",
                     p["version"].as_str().unwrap_or(""),
                     p["alias"].as_str().unwrap_or("")
+                ));
+            }
+            if let Some(c) = o["canary"].as_object() {
+                t.push_str(&format!(
+                    "; version {} runs as a {}% canary beside version {} until the next apply after its window",
+                    c["version"].as_str().unwrap_or(""),
+                    c["percent"],
+                    c["previous"].as_str().unwrap_or("")
+                ));
+            }
+            if let Some(c) = o["canary_ended"].as_object() {
+                t.push_str(&format!(
+                    "; canary version {} {}",
+                    c["version"].as_str().unwrap_or(""),
+                    c["outcome"].as_str().unwrap_or("")
                 ));
             }
             if let Some(r) = o["refused"]["message"].as_str() {
@@ -738,6 +772,39 @@ impl Steps<'_> {
             out["candidates"] = json!(candidates);
         }
         let candidate = candidates.pop().map(|(v, _)| v);
+        // A canary the last apply started, and no newer version now: its window has passed
+        // (that is why this step runs), so it ends — promoted to all traffic if the alias
+        // still holds it, or gone if the monitor rolled it back.
+        let pending = match self.pending_canary(name)? {
+            Some(c) if candidate.is_none() => {
+                let due =
+                    c["started_at"].as_i64().unwrap_or(0) + c["window_ms"].as_i64().unwrap_or(0);
+                if kiln_store::now_ms() < due {
+                    // Not due yet (this step runs for another reason): it goes on.
+                    out["canary"] = c;
+                    None
+                } else {
+                    Some(c)
+                }
+            }
+            _ => None,
+        };
+        if let Some(c) = pending {
+            let v = c["version"].as_str().unwrap_or_default().to_string();
+            let prev = c["previous"].as_str().unwrap_or_default().to_string();
+            let holder = match &alias {
+                Some(a) => ctx
+                    .rt
+                    .block_on(store.alias_holder(model, a))?
+                    .map(|x| x.to_string()),
+                None => None,
+            };
+            out["reloaded"] = self.reload_running(name, model, &[&prev, &v], None)?;
+            out["canary_ended"] = json!({
+                "version": v,
+                "outcome": if holder.as_deref() == Some(v.as_str()) { "promoted" } else { "rolled back" },
+            });
+        }
         if let (Some(alias), Some(version)) = (&alias, candidate) {
             let holder = ctx
                 .rt
@@ -751,7 +818,26 @@ impl Steps<'_> {
                             "evaluation": ev,
                         });
                         if let Some(h) = &holder {
-                            out["reloaded"] = self.reload_running(name, model, h)?;
+                            // With a canary policy the new version starts beside the old
+                            // one at `canary.percent`; the monitor rolls it back on a
+                            // breach, and the apply after `canary.window` promotes it.
+                            let canary = cfg
+                                .canary
+                                .as_ref()
+                                .map(|c| c.percent)
+                                .filter(|p| (1..=99).contains(p));
+                            let reloaded = self.reload_running(name, model, &[h], canary)?;
+                            let any = reloaded
+                                .as_array()
+                                .is_some_and(|a| a.iter().any(|r| r["ok"] == true));
+                            if let (Some(p), true) = (canary, any) {
+                                out["canary"] = json!({
+                                    "version": version, "previous": h, "percent": p,
+                                    "started_at": kiln_store::now_ms(),
+                                    "window_ms": canary_window_ms(cfg),
+                                });
+                            }
+                            out["reloaded"] = reloaded;
                         }
                     }
                     Err(msg) => {
@@ -778,14 +864,31 @@ impl Steps<'_> {
     /// version beside the old one and swaps them). Returns what each answered; a data plane
     /// that cannot be reached is reported, not an error (it resolves the alias when it
     /// starts).
-    fn reload_running(&self, name: &str, model: &str, previous: &str) -> anyhow::Result<Value> {
+    fn reload_running(
+        &self,
+        name: &str,
+        model: &str,
+        started_with: &[&str],
+        canary_percent: Option<u32>,
+    ) -> anyhow::Result<Value> {
         let ctx = self.ctx;
-        let running: Vec<_> = ctx
-            .rt
-            .block_on(ctx.store()?.version_deployments(model, previous))?
-            .into_iter()
-            .filter(|d| d.stopped_at.is_none() && d.name == name && d.reference.contains('@'))
-            .collect();
+        let mut running = vec![];
+        for v in started_with {
+            running.extend(
+                ctx.rt
+                    .block_on(ctx.store()?.version_deployments(model, v))?
+                    .into_iter()
+                    .filter(|d| {
+                        d.stopped_at.is_none() && d.name == name && d.reference.contains('@')
+                    }),
+            );
+        }
+        running.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        running.dedup_by(|a, b| a.endpoint == b.endpoint);
+        let body = match canary_percent {
+            Some(p) => json!({"parameters": {"kiln_canary_percent": p}}),
+            None => json!({}),
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?;
@@ -793,13 +896,19 @@ impl Steps<'_> {
         for d in running {
             let url = format!("{}/v2/repository/models/{name}/load", d.endpoint);
             let answer = ctx.rt.block_on(async {
-                let r = client.post(&url).json(&json!({})).send().await?;
+                let r = client.post(&url).json(&body).send().await?;
                 let status = r.status();
                 let body = r.text().await.unwrap_or_default();
                 anyhow::Ok((status, body))
             });
             let (ok, note) = match answer {
-                Ok((status, _)) if status.is_success() => (true, "reloaded".to_string()),
+                Ok((status, _)) if status.is_success() => (
+                    true,
+                    match canary_percent {
+                        Some(p) => format!("new version loaded as a {p}% canary"),
+                        None => "reloaded".to_string(),
+                    },
+                ),
                 Ok((status, body)) => (false, format!("{status}: {body}")),
                 Err(e) => (false, format!("unreachable: {e:#}")),
             };
@@ -807,16 +916,22 @@ impl Steps<'_> {
                 eprintln!(
                     "      data plane {} ({}): {note}",
                     d.endpoint,
-                    if ok {
-                        "now serves the new version"
-                    } else {
-                        "not reloaded"
-                    }
+                    if ok { "reached" } else { "not reloaded" }
                 );
             }
             out.push(json!({"endpoint": d.endpoint, "ok": ok, "note": note}));
         }
         Ok(Value::Array(out))
+    }
+
+    /// The canary the last apply of `deploy.NAME` started, if it has not ended.
+    fn pending_canary(&self, name: &str) -> anyhow::Result<Option<Value>> {
+        let records = self.ctx.rt.block_on(self.ctx.store()?.apply_records())?;
+        Ok(records
+            .into_iter()
+            .find(|r| r.kind == "deploy" && r.name == name)
+            .map(|r| r.outputs["canary"].clone())
+            .filter(|c| c.is_object()))
     }
 
     /// Moves `alias` of `model` to `version` as the server would: gated by the stored

@@ -34,6 +34,7 @@ min = {min_auc}
 [deploy.delay]
 model = "delay@champion"
 slo = {{ p99_ms = 50 }}
+canary = {{ percent = 25, window = "2s", rollback_when = ["error_rate > 0.5"] }}
 
 [monitor.delay]
 alerts = [{{ name = "HighLatency", when = "{rule}", for = "1m", severity = "page", runbook = "runbooks/high-latency.md" }}]
@@ -190,18 +191,34 @@ fn plan_apply_idempotence_changes_resumption_lock_and_timeline() {
             "the retrained version released"
         );
     }
-    // The running data plane was told to load `delay@champion` again: it serves version 2.
+    // The running data plane was told to load `delay@champion` again as a canary: version
+    // 2 takes 25% beside version 1.
     let rt = super::serve::rt();
-    let meta: Value = rt.block_on(async {
-        reqwest::get(format!("{}/v2/models/delay", served.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    assert_eq!(meta["versions"], serde_json::json!(["2"]), "{meta}");
+    let get = |path: &str| -> Value {
+        rt.block_on(async {
+            reqwest::get(format!("{}{path}", served.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
     assert_eq!(s["ran"][1]["resource"], "deploy.delay");
+    let t = get("/api/kiln/serve/models/delay/traffic");
+    assert_eq!(t["versions"], serde_json::json!(["1", "2"]), "{t}");
+    assert_eq!(t["weights"], serde_json::json!({"1": 75, "2": 25}), "{t}");
+    // After the canary's window the next apply promotes it: version 2 alone.
+    std::thread::sleep(std::time::Duration::from_millis(2_200));
+    let p = plan_text(&config, &data);
+    assert!(p.contains("↻ deploy.delay"), "{p}");
+    assert!(p.contains("canary version 2 has run its window"), "{p}");
+    let s = ok_json(&apply(&config, &data));
+    assert_eq!(ran(&s)[0], "deploy.delay", "{s}");
+    let t = get("/api/kiln/serve/models/delay/traffic");
+    assert_eq!(t["versions"], serde_json::json!(["2"]), "{t}");
+    let p = plan_text(&config, &data);
+    assert!(p.starts_with("No changes"), "the canary ended:\n{p}");
     drop(served);
 
     // A changed input and a training that fails: the steps before it are recorded, and the

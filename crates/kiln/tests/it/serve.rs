@@ -1126,3 +1126,55 @@ fn a_missing_model_file_is_reported_as_missing() {
         "{e}"
     );
 }
+
+/// Kiln's extension of the repository load request: `kiln_canary_percent` out of range is a
+/// 400 naming it; in range, the reloaded file (numbered as a new version) runs beside the
+/// current one at that share; a plain load afterwards serves the newly loaded version alone.
+#[test]
+fn a_canary_load_request_is_checked() {
+    let model = fixtures().join("gb_classifier.onnx");
+    let (server, _) = serve(&["--model", &format!("gb={}", model.display())]);
+    let rt = rt();
+    let c = reqwest::Client::new();
+    rt.block_on(async {
+        let url = format!("{}/v2/repository/models/gb/load", server.url);
+        let r = c
+            .post(&url)
+            .json(&json!({"parameters": {"kiln_canary_percent": 0}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("kiln_canary_percent"));
+        let r = c.post(&url).body("{not json").send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let r = c
+            .post(&url)
+            .json(&json!({"parameters": {"kiln_canary_percent": 10}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        let t: Value = c
+            .get(format!("{}/api/kiln/serve/models/gb/traffic", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["versions"], json!(["1", "2"]), "{t}");
+        assert_eq!(t["weights"], json!({"1": 90, "2": 10}), "{t}");
+        let r = c.post(&url).json(&json!({})).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let t: Value = c
+            .get(format!("{}/api/kiln/serve/models/gb/traffic", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(t["versions"], json!(["3"]), "{t}");
+    });
+}
