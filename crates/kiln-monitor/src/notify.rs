@@ -310,7 +310,7 @@ impl RetryPolicy {
 pub enum NotifyError {
     #[error("no receiver named {0:?}")]
     UnknownReceiver(String),
-    #[error("receiver {receiver:?}: invalid URL {url:?}: {message}")]
+    #[error("receiver {receiver:?}: invalid URL: {message}")]
     InvalidUrl {
         receiver: String,
         url: String,
@@ -461,7 +461,8 @@ impl Notifier {
                     }
                     last_error = format!("HTTP {}: {text}", status.as_u16());
                 }
-                Err(e) => last_error = e.to_string(),
+                // Without the URL: a receiver's URL may carry a token from `${ENV}`.
+                Err(e) => last_error = e.without_url().to_string(),
             }
             tracing::warn!(
                 receiver = %name,

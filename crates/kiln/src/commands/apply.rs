@@ -131,6 +131,21 @@ pub fn run_apply(
         eprintln!("breaking the apply lock held by {}", l.holder);
         ctx.rt.block_on(store.release_apply_lock(&l.holder))?;
     }
+    if ctx
+        .rt
+        .block_on(store.acquire_apply_lock(&holder, LOCK_TTL_MS))
+        .is_err()
+        && let Some(l) = ctx.rt.block_on(store.apply_lock())?
+        && crashed_here(&l.holder)
+    {
+        // Its holder was an apply on this machine whose process is gone (killed, crashed):
+        // no need to wait for the lease to expire.
+        eprintln!(
+            "taking over the apply lock of {}, which is no longer running",
+            l.holder
+        );
+        ctx.rt.block_on(store.release_apply_lock(&l.holder))?;
+    }
     ctx.rt
         .block_on(store.acquire_apply_lock(&holder, LOCK_TTL_MS))
         .context("cannot take the apply lock (kiln apply --force-unlock breaks it once you are sure its holder is gone)")?;
@@ -139,6 +154,26 @@ pub fn run_apply(
     lock.stop();
     let _ = ctx.rt.block_on(store.release_apply_lock(&holder));
     result
+}
+
+/// Whether a lock holder (`USER@HOST pid N`) was a process on this host that no longer runs.
+fn crashed_here(holder: &str) -> bool {
+    let Some((who, pid)) = holder.rsplit_once(" pid ") else {
+        return false;
+    };
+    let Some((_, host)) = who.rsplit_once('@') else {
+        return false;
+    };
+    let Ok(pid) = pid.trim().parse::<i32>() else {
+        return false;
+    };
+    if host != super::train::resources::host() || pid <= 0 || pid as u32 == std::process::id() {
+        return false;
+    }
+    matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
 }
 
 fn plan_and_apply(

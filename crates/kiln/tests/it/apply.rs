@@ -439,3 +439,60 @@ model = "delay@champion"
         "a_good (version 1) beats the newer b_weak (version 2)"
     );
 }
+
+/// An apply killed in the middle of a training: the next apply takes over its lock at once
+/// (its process is gone) and does not redo the steps that finished before the kill.
+#[test]
+fn an_apply_killed_mid_training_resumes_without_redoing_finished_steps() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let config = write_project(dir.path(), &definitions(300, "gbdt", 0.55, "p99_ms > 50"));
+    let mut child = std::process::Command::new(crate::kiln_bin())
+        .args(["apply", "--user", "erin", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("KILN_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "apply ended early:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("train.delay (Create)") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    {
+        let (rt, st) = store(&data);
+        let recorded = rt.block_on(st.apply_records()).unwrap();
+        assert_eq!(recorded.len(), 3, "datasets and features were recorded");
+        assert!(
+            rt.block_on(st.apply_lock()).unwrap().is_some(),
+            "the lock is left"
+        );
+    }
+    let out = apply(&config, &data);
+    let s = ok_json(&out);
+    assert!(
+        text(&out.stderr).contains("taking over the apply lock of erin@"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(ran(&s)[0], "train.delay", "{s}");
+    assert!(
+        !ran(&s)
+            .iter()
+            .any(|r| r.starts_with("dataset.") || r.starts_with("features."))
+    );
+}
