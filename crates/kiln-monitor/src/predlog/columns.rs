@@ -12,7 +12,7 @@ use kiln_transform::Value;
 
 use super::parquet::{ColumnData, Values};
 use super::table::{self, Kind, Source};
-use super::wire::{InputsView, TensorView, View};
+use super::wire::{Elem, InputsView, TensorView, View};
 
 impl ColumnData {
     fn new(name: String, kind: Kind, rows: usize, dictionary: bool) -> Option<ColumnData> {
@@ -45,6 +45,7 @@ impl ColumnData {
     }
 
     /// Appends a float (NaN is null); null in a column of another type.
+    #[inline]
     fn f64(&mut self, x: Option<f64>) {
         match (&mut self.values, x.and_then(table::f)) {
             (Values::F64(v), Some(x)) => {
@@ -159,6 +160,43 @@ impl ColumnData {
     }
 }
 
+/// Appends each row's elements of `t` to `cols` (element `j` of a row to `cols[j]`); floats
+/// straight from the record's bytes (the common case: ~30 a record).
+fn push_tensor(cols: &mut [ColumnData], t: &TensorView<'_>, rows: usize) {
+    fn floats<const N: usize>(
+        cols: &mut [ColumnData],
+        raw: &[u8],
+        rows: usize,
+        width: usize,
+        read: impl Fn([u8; N]) -> f64,
+    ) {
+        for r in 0..rows {
+            for (j, col) in cols.iter_mut().enumerate() {
+                let at = N * (r * width + j);
+                let x = raw
+                    .get(at..at + N)
+                    .and_then(|w| <[u8; N]>::try_from(w).ok())
+                    .map(&read);
+                col.f64(x);
+            }
+        }
+    }
+    let width: usize = t.shape.iter().skip(1).product();
+    match t.elem {
+        Elem::Fp32 => floats(cols, t.raw(), rows, width, |w| {
+            f64::from(f32::from_le_bytes(w))
+        }),
+        Elem::Fp64 => floats(cols, t.raw(), rows, width, f64::from_le_bytes),
+        _ => {
+            for r in 0..rows {
+                for (j, col) in cols.iter_mut().enumerate() {
+                    col.elem(t, r * width + j);
+                }
+            }
+        }
+    }
+}
+
 /// The columns a tensor fills: `width` of them from `first`, element `j` of each row in
 /// column `first + j`.
 struct Span {
@@ -228,12 +266,7 @@ pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
                 cols.iter_mut().for_each(|c| c.nulls(rows));
                 continue;
             };
-            let width: usize = t.shape.iter().skip(1).product();
-            for r in 0..rows {
-                for (j, col) in cols.iter_mut().enumerate() {
-                    col.elem(t, r * width + j);
-                }
-            }
+            push_tensor(cols, t, rows);
         }
         match &p.inputs {
             InputsView::Rows { rows: values, .. } => {

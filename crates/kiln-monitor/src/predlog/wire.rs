@@ -216,11 +216,47 @@ pub enum Elem {
     Bytes,
 }
 
+/// A tensor's dimensions, held inline up to rank 4 (the writer reads one shape per tensor
+/// of every record: an allocation each cost more than the rest of reading it).
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    dims: [usize; 4],
+    len: usize,
+    /// Every dimension, when there are more than 4.
+    more: Vec<usize>,
+}
+
+impl Shape {
+    fn push(&mut self, d: usize) {
+        if self.len < self.dims.len() {
+            self.dims[self.len] = d;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.dims);
+            }
+            self.more.push(d);
+        }
+        self.len += 1;
+    }
+}
+
+impl std::ops::Deref for Shape {
+    type Target = [usize];
+
+    fn deref(&self) -> &[usize] {
+        if self.len <= self.dims.len() {
+            &self.dims[..self.len]
+        } else {
+            &self.more
+        }
+    }
+}
+
 /// A tensor inside a packed record, read in place.
 #[derive(Debug, Clone)]
 pub struct TensorView<'a> {
     pub name: &'a str,
-    pub shape: Vec<usize>,
+    pub shape: Shape,
     pub elem: Elem,
     /// Little-endian elements (one byte per bool); unused for `Bytes`.
     raw: &'a [u8],
@@ -245,6 +281,12 @@ impl TensorView<'_> {
 
     fn word<const N: usize>(&self, i: usize) -> Option<[u8; N]> {
         self.raw.get(i * N..(i + 1) * N)?.try_into().ok()
+    }
+
+    /// The elements, little-endian one after another (one byte per bool); empty for
+    /// `Bytes`.
+    pub fn raw(&self) -> &[u8] {
+        self.raw
     }
 
     /// Element `i` as a float (float tensors only).
@@ -295,7 +337,7 @@ impl TensorView<'_> {
             Elem::Fp64 => TensorData::Fp64((0..n).filter_map(|i| self.f64_at(i)).collect()),
             Elem::Bytes => TensorData::Bytes(self.items.iter().map(|b| b.to_vec()).collect()),
         };
-        Tensor::new(self.name, self.shape.clone(), data).ok()
+        Tensor::new(self.name, self.shape.to_vec(), data).ok()
     }
 }
 
@@ -453,7 +495,7 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             let name = self.str()?;
             let rank = self.u32()?;
-            let mut shape = Vec::with_capacity(rank.min(16));
+            let mut shape = Shape::default();
             for _ in 0..rank {
                 shape.push(usize::try_from(u64::from_le_bytes(self.array()?)).ok()?);
             }
@@ -530,6 +572,7 @@ mod tests {
                 ),
                 t("b", vec![2], TensorData::Bool(vec![true, false])),
                 t("i", vec![2, 1], TensorData::Int32(vec![i32::MIN, 7])),
+                t("r5", vec![2, 1, 1, 1, 1], TensorData::Fp32(vec![1.0, 2.0])),
                 t(
                     "s",
                     vec![2],
