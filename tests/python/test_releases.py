@@ -4,6 +4,9 @@ model's release policy (integrity, metrics, latency) before a protected alias mo
 
 from __future__ import annotations
 
+import signal
+import subprocess
+
 import mlflow
 import mlflow.data
 import mlflow.onnx
@@ -225,3 +228,51 @@ def test_protected_alias_needs_the_admin(client, experiment_id, models, tracking
         client.get_model_version_by_alias(name, "champion")
     last = status(tracking, name)["history"][-1]  # oldest first
     assert (last["alias"], last["action"], last["version"], last["previous"]) == ("champion", "delete", None, "1"), last
+
+
+def test_released_mlflow_onnx_version_is_served_from_the_registry(client, experiment_id, models, tracking, server):
+    """The version `mlflow.onnx.log_model(registered_model_name=…)` made is deployable: once it
+    holds `champion`, `kiln serve --model NAME=NAME@champion` on the same store loads it from the
+    registry and answers as onnxruntime does on the same model."""
+    import onnxruntime as ort
+
+    from kilnproc import KILN_BIN
+
+    name = unique("py_served")
+    assert log_version(name, models, "good") == "1"
+    apply_policy(tracking, name, {"champion": {"metrics": [{"metric": "test_auc", "min": 0.5}]}})
+    client.set_registered_model_alias(name, "champion", "1")
+
+    cmd = [str(KILN_BIN), "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(server.data_dir),
+           "--model", f"{name}={name}@champion"]
+    if server.store_url:
+        cmd += ["--store", server.store_url]
+    log_path = server.data_dir.parent / f"serve-{name}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    try:
+        line = proc.stdout.readline().decode(errors="replace").strip()
+        assert line.startswith("Listening on "), (line, log_path.read_text(errors="replace"))
+        url = line[len("Listening on "):].rstrip("/")
+        meta = requests.get(f"{url}/v2/models/{name}", timeout=10).json()
+        assert meta["versions"] == ["1"], meta
+
+        X = models["X_test"]
+        body = {"inputs": [{"name": "X", "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+        r = requests.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        got = {o["name"]: o for o in r.json()["outputs"]}
+        sess = ort.InferenceSession(models["good"][0].SerializeToString(), providers=["CPUExecutionProvider"])
+        want = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"X": X})))
+        assert set(want) <= set(got), (sorted(want), sorted(got))
+        for out_name, expected in want.items():
+            actual = np.asarray(got[out_name]["data"]).reshape(got[out_name]["shape"])
+            assert actual.shape == expected.shape, (out_name, actual.shape, expected.shape)
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6, err_msg=out_name)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
