@@ -171,13 +171,27 @@ fn push_tensor(cols: &mut [ColumnData], t: &TensorView<'_>, rows: usize) {
         read: impl Fn([u8; N]) -> f64,
     ) {
         for r in 0..rows {
-            for (j, col) in cols.iter_mut().enumerate() {
-                let at = N * (r * width + j);
-                let x = raw
-                    .get(at..at + N)
-                    .and_then(|w| <[u8; N]>::try_from(w).ok())
-                    .map(&read);
-                col.f64(x);
+            let at = N * r * width;
+            match raw.get(at..at + N * cols.len()) {
+                // The whole row is there (always, for a tensor the server built): one slice
+                // check, then a float per column.
+                Some(row) => {
+                    for (col, w) in cols.iter_mut().zip(row.chunks_exact(N)) {
+                        let mut b = [0; N];
+                        b.copy_from_slice(w);
+                        col.f64(Some(read(b)));
+                    }
+                }
+                None => {
+                    for (j, col) in cols.iter_mut().enumerate() {
+                        let at = at + N * j;
+                        let x = raw
+                            .get(at..at + N)
+                            .and_then(|w| <[u8; N]>::try_from(w).ok())
+                            .map(&read);
+                        col.f64(x);
+                    }
+                }
             }
         }
     }

@@ -25,6 +25,13 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use super::PredLogError;
 
+/// LZ4's acceleration: how quickly it gives up looking for matches. A float column's
+/// byte-stream-split mantissa bytes hardly repeat, and the default (1) spends most of its time
+/// failing to find matches in them. On 2,000 non-repeating rows of the serving benchmark's 30
+/// float inputs: acceleration 1 takes ~110 ns a row for 106 bytes, 8 takes ~28 ns for 120
+/// bytes; on the benchmark's own (cycled) rows 38 ns and 22 ns for the same 38 bytes.
+const LZ4_ACCELERATION: i32 = 8;
+
 /// How pages are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Codec {
@@ -254,7 +261,12 @@ impl Compressor {
             Codec::Lz4Raw => {
                 let bound = lz4::block::compress_bound(body.len())?;
                 self.packed.resize(bound, 0);
-                let n = lz4::block::compress_to_buffer(body, None, false, &mut self.packed)?;
+                let n = lz4::block::compress_to_buffer(
+                    body,
+                    Some(lz4::block::CompressionMode::FAST(LZ4_ACCELERATION)),
+                    false,
+                    &mut self.packed,
+                )?;
                 &self.packed[..n]
             }
             Codec::Zstd(_) => {

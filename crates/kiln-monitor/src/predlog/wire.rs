@@ -341,10 +341,17 @@ impl TensorView<'_> {
     }
 }
 
+/// A record's tensors, inline up to two (a model's inputs and outputs are one or two
+/// tensors nearly always): reading a record then allocates nothing.
+pub type Tensors<'a> = smallvec::SmallVec<[TensorView<'a>; 2]>;
+
 /// A packed record's inputs, read in place (raw cells are decoded).
 #[derive(Debug, Clone)]
+// The tensors are inline on purpose (see `Tensors`); a view lives on the writer's stack or in
+// one vector per file.
+#[allow(clippy::large_enum_variant)]
 pub enum InputsView<'a> {
-    Tensors(Vec<TensorView<'a>>),
+    Tensors(Tensors<'a>),
     Rows {
         columns: Vec<(&'a str, DType)>,
         rows: Vec<Vec<Value>>,
@@ -360,7 +367,7 @@ pub struct View<'a> {
     pub time_us: i64,
     pub latency_us: u64,
     pub inputs: InputsView<'a>,
-    pub outputs: Vec<TensorView<'a>>,
+    pub outputs: Tensors<'a>,
 }
 
 impl View<'_> {
@@ -489,9 +496,9 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)?).ok()
     }
 
-    fn tensors(&mut self) -> Option<Vec<TensorView<'a>>> {
+    fn tensors(&mut self) -> Option<Tensors<'a>> {
         let n = self.u32()?;
-        let mut out = Vec::with_capacity(n.min(256));
+        let mut out = Tensors::with_capacity(n.min(256));
         for _ in 0..n {
             let name = self.str()?;
             let rank = self.u32()?;
