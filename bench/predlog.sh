@@ -7,19 +7,24 @@
 # ((off - on) / off; target ≤ 5%), and, for the logged runs, what the log did (records,
 # drops, files, rows written at shutdown). A benchmark to run by hand, not a test.
 #
+# How it measures: both servers run side by side (one without the log, one with it; an idle
+# server costs nothing), and for each protocol and connection count short wrk slices go to
+# one and then the other, in ABBA order (off on on off, …), so that a machine whose speed
+# drifts (a shared VM) affects both alike. The loss is reported per pair of neighbouring
+# slices (the median of those pairs is the figure judged) and over all slices together.
+#
 # Usage (from anywhere):
 #   bench/predlog.sh                               # ~6 min; builds Kiln if missing
-#   BENCH_DURATION=5 BENCH_ROUNDS=1 bench/predlog.sh   # quicker
+#   BENCH_DURATION=3 BENCH_PAIRS=2 bench/predlog.sh   # quicker
 #
 # Environment (defaults in brackets):
 #   KILN_BIN         Kiln binary [$CARGO_TARGET_DIR/release/kiln, else target/release/kiln;
 #                    built with `cargo build --release --locked -p kiln` if missing and unset]
-#   BENCH_DURATION   measured seconds per figure [10]
-#   BENCH_WARMUP     wrk warm-up seconds before each figure [3]
+#   BENCH_DURATION   seconds per slice [5]
+#   BENCH_WARMUP     wrk warm-up seconds on each server before a setting's slices [3]
+#   BENCH_PAIRS      off/on pairs of slices per setting [8]
 #   BENCH_CONNS      connection counts ["1 16"]
 #   BENCH_PROTOS     "invocations" and/or "oip" ["invocations oip"]
-#   BENCH_ROUNDS     rounds; off and on alternate within a round, the best round of each is
-#                    reported (the machine may be shared) [3]
 #   BENCH_KILN_ARGS  extra `kiln serve` flags for both modes [none]
 #   BENCH_LOG_ARGS   extra flags for the logged mode (e.g. "--log-sample 0.1") [none]
 #
@@ -34,13 +39,13 @@ cd "$ROOT"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KILN_BIN_SET=${KILN_BIN+x}
 KILN_BIN=${KILN_BIN:-$TARGET_DIR/release/kiln}
-DURATION=${BENCH_DURATION:-10}
+DURATION=${BENCH_DURATION:-5}
 DURATION=${DURATION%s}
 WARMUP=${BENCH_WARMUP:-3}
 WARMUP=${WARMUP%s}
 CONNS=${BENCH_CONNS:-1 16}
 PROTOS=${BENCH_PROTOS:-invocations oip}
-ROUNDS=${BENCH_ROUNDS:-3}
+PAIRS=${BENCH_PAIRS:-8}
 KILN_ARGS=${BENCH_KILN_ARGS:-}
 LOG_ARGS=${BENCH_LOG_ARGS:-}
 
@@ -57,23 +62,26 @@ fail() {
   exit 1
 }
 
-SERVER_PID=
-stop_server() { # graceful: SIGTERM to the process group, then wait (the log writes at exit)
-  local pid=$SERVER_PID i
-  [[ -n $pid ]] || return 0
-  SERVER_PID=
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 600; i++)); do
-    kill -0 -- "-$pid" 2>/dev/null || return 0
-    sleep 0.1
+SERVER_PIDS=()
+stop_servers() { # graceful: SIGTERM to each process group, then wait (the log writes at exit)
+  local pid i
+  for pid in "${SERVER_PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${SERVER_PIDS[@]}"; do
+    for ((i = 0; i < 600; i++)); do
+      kill -0 -- "-$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 -- "-$pid" 2>/dev/null; then
+      log "server $pid did not stop after SIGTERM; sending SIGKILL"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
   done
-  log "server $pid did not stop after SIGTERM; sending SIGKILL"
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  SERVER_PIDS=()
 }
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  stop_server
+  stop_servers
   ((rc == 0)) || log "failed (exit $rc); logs in ${WORK#"$ROOT"/}"
   exit "$rc"
 }
@@ -125,115 +133,125 @@ PY
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-PORT=
-start_server() { # mode round
-  local mode=$1 round=$2 args=() i
-  PORT=$(free_port)
+declare -A PORT
+start_server() { # mode
+  local mode=$1 args=() i port
+  port=$(free_port)
+  PORT[$mode]=$port
   # shellcheck disable=SC2206 # the extra flags are split on purpose
-  args=(serve --host 127.0.0.1 --port "$PORT" --model "gb=$MODEL" $KILN_ARGS)
+  args=(serve --host 127.0.0.1 --port "$port" --model "gb=$MODEL" $KILN_ARGS)
   if [[ $mode == on ]]; then
     # shellcheck disable=SC2206
-    args+=(--prediction-log "$WORK/log-r$round" $LOG_ARGS)
+    args+=(--prediction-log "$WORK/log" $LOG_ARGS)
   fi
-  NO_COLOR=1 KILN_LOG=info setsid "$KILN_BIN" "${args[@]}" >"$WORK/server-$mode-r$round.log" 2>&1 </dev/null &
-  SERVER_PID=$!
+  NO_COLOR=1 KILN_LOG=info setsid "$KILN_BIN" "${args[@]}" >"$WORK/server-$mode.log" 2>&1 </dev/null &
+  SERVER_PIDS+=($!)
   for ((i = 0; i < 300; i++)); do
-    if curl -fs "http://127.0.0.1:$PORT/v2/health/ready" >/dev/null 2>&1; then return 0; fi
+    if curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  fail "kiln serve ($mode) did not become ready; see $WORK/server-$mode-r$round.log"
+  fail "kiln serve ($mode) did not become ready; see $WORK/server-$mode.log"
 }
 
 url_path() { if [[ $1 == oip ]]; then echo /v2/models/gb/infer; else echo /invocations; fi; }
 
-run_wrk() { # proto conns seconds out
+run_wrk() { # mode proto conns seconds out
   local threads=1
-  (($2 > 1)) && threads=2
-  wrk -t"$threads" -c"$2" -d"$3s" --timeout 10s -s "$LUA" "http://127.0.0.1:$PORT" \
-    -- "$(url_path "$1")" "$WORK/bodies/$1-1.txt" >"$4"
+  (($3 > 1)) && threads=2
+  wrk -t"$threads" -c"$3" -d"$4s" --timeout 10s -s "$LUA" "http://127.0.0.1:${PORT[$1]}" \
+    -- "$(url_path "$2")" "$WORK/bodies/$2-1.txt" >"$5"
 }
 
-metric() { curl -fs "http://127.0.0.1:$PORT/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
+metric() { curl -fs "http://127.0.0.1:${PORT[on]}/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), shared by kiln and wrk; load average $LOAD_START"
 log "binary: $KILN_BIN; results in ${WORK#"$ROOT"/}"
 
-for round in $(seq 1 "$ROUNDS"); do
-  for mode in off on; do
-    start_server "$mode" "$round"
-    for proto in $PROTOS; do
-      for conns in $CONNS; do
-        base="$WORK/wrk-$mode-$proto-c$conns-r$round"
-        run_wrk "$proto" "$conns" "$WARMUP" "$base-warmup.txt"
-        run_wrk "$proto" "$conns" "$DURATION" "$base.txt"
+start_server off
+start_server on
+for proto in $PROTOS; do
+  for conns in $CONNS; do
+    for mode in off on; do
+      run_wrk "$mode" "$proto" "$conns" "$WARMUP" "$WORK/wrk-$mode-$proto-c$conns-warmup.txt"
+    done
+    for pair in $(seq 1 "$PAIRS"); do
+      # ABBA: odd pairs off then on, even pairs on then off.
+      order="off on"
+      ((pair % 2 == 0)) && order="on off"
+      for mode in $order; do
+        base="$WORK/wrk-$mode-$proto-c$conns-p$pair"
+        run_wrk "$mode" "$proto" "$conns" "$DURATION" "$base.txt"
         line=$(grep '^WRKJSON ' "$base.txt" | cut -d' ' -f2-) || fail "no result in $base.txt"
         non2xx=$(awk '/Non-2xx/ {print $NF}' "$base.txt")
-        printf '{"round":%d,"mode":"%s","proto":"%s","conns":%d,"non2xx":%s,"wrk":%s}\n' \
-          "$round" "$mode" "$proto" "$conns" "${non2xx:-0}" "$line" >>"$RESULTS"
-        log "round $round, log $mode, $proto, $conns conn: $(python3 -c "import json,sys; w=json.loads(sys.argv[1]); print('%.0f req/s' % (w['requests']/w['duration_us']*1e6))" "$line")"
+        printf '{"pair":%d,"mode":"%s","proto":"%s","conns":%d,"non2xx":%s,"wrk":%s}\n' \
+          "$pair" "$mode" "$proto" "$conns" "${non2xx:-0}" "$line" >>"$RESULTS"
+        log "$proto, $conns conn, pair $pair, log $mode: $(python3 -c "import json,sys; w=json.loads(sys.argv[1]); print('%.0f req/s' % (w['requests']/w['duration_us']*1e6))" "$line")"
       done
     done
-    if [[ $mode == on ]]; then
-      printf '{"round":%d,"log":{"records":%s,"dropped":%s,"flushes":%s,"flush_errors":%s,"written_before_stop":%s}}\n' \
-        "$round" "$(metric kiln_predlog_records_total)" "$(metric kiln_predlog_dropped_total)" \
-        "$(metric kiln_predlog_flushes_total)" "$(metric kiln_predlog_flush_errors_total)" \
-        "$(metric kiln_predlog_written_total)" >>"$RESULTS"
-      stop_server
-      written=$(grep -o 'prediction log closed.*' "$WORK/server-on-r$round.log" | grep -o 'written=[0-9]*' | cut -d= -f2 || true)
-      files=$(find "$WORK/log-r$round" -name '*.parquet' | wc -l)
-      bytes=$(find "$WORK/log-r$round" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
-      printf '{"round":%d,"files":{"count":%d,"bytes":%d,"written_at_stop":%s}}\n' \
-        "$round" "$files" "$bytes" "${written:-null}" >>"$RESULTS"
-    else
-      stop_server
-    fi
   done
 done
+printf '{"log":{"records":%s,"dropped":%s,"flushes":%s,"flush_errors":%s,"written_before_stop":%s}}\n' \
+  "$(metric kiln_predlog_records_total)" "$(metric kiln_predlog_dropped_total)" \
+  "$(metric kiln_predlog_flushes_total)" "$(metric kiln_predlog_flush_errors_total)" \
+  "$(metric kiln_predlog_written_total)" >>"$RESULTS"
+stop_servers
+written=$(grep -o 'prediction log closed.*' "$WORK/server-on.log" | grep -o 'written=[0-9]*' | cut -d= -f2 || true)
+files=$(find "$WORK/log" -name '*.parquet' | wc -l)
+bytes=$(find "$WORK/log" -name '*.parquet' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+printf '{"files":{"count":%d,"bytes":%d,"written_at_stop":%s}}\n' "$files" "$bytes" "${written:-null}" >>"$RESULTS"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$RESULTS" "$LOAD_START" "$LOAD_END" "$KILN_BIN" "$DURATION" "$ROUNDS" <<'PY' | tee "$WORK/report.md"
-import json, sys
+python3 - "$RESULTS" "$LOAD_START" "$LOAD_END" "$KILN_BIN" "$DURATION" "$PAIRS" <<'PY' | tee "$WORK/report.md"
+import json, statistics, sys
 from collections import defaultdict
-path, load_start, load_end, binary, duration, rounds = sys.argv[1:]
-runs, logs, files = [], {}, {}
+path, load_start, load_end, binary, duration, pairs = sys.argv[1:]
+runs, log, files = [], {}, {}
 for line in open(path):
     r = json.loads(line)
     if "wrk" in r:
         runs.append(r)
     elif "log" in r:
-        logs[r["round"]] = r["log"]
+        log = r["log"]
     else:
-        files[r["round"]] = r["files"]
-best = defaultdict(float)
-per_round = defaultdict(list)
+        files = r["files"]
+rps = defaultdict(dict)  # (proto, conns) -> {(pair, mode): req/s}
+reqs = defaultdict(lambda: defaultdict(float))  # (proto, conns) -> mode -> [requests, seconds]
+secs = defaultdict(lambda: defaultdict(float))
 bad = []
 for r in runs:
     w = r["wrk"]
-    rps = w["requests"] / w["duration_us"] * 1e6
     errs = sum(w["errors"].values()) + r["non2xx"]
     if errs:
-        bad.append(f"round {r['round']} {r['mode']} {r['proto']} c{r['conns']}: {errs} errors")
+        bad.append(f"pair {r['pair']} {r['mode']} {r['proto']} c{r['conns']}: {errs} errors")
     key = (r["proto"], r["conns"])
-    best[key + (r["mode"],)] = max(best[key + (r["mode"],)], rps)
-    per_round[key + (r["mode"],)].append(round(rps))
-print("| protocol | connections | log off req/s | log on (100%) req/s | loss | target ≤ 5% |")
-print("| --- | ---: | ---: | ---: | ---: | --- |")
-worst = 0.0
-for (proto, conns) in sorted({(p, c) for (p, c, _) in best}, key=lambda k: (k[0] != "invocations", k[1])):
-    off, on = best[(proto, conns, "off")], best[(proto, conns, "on")]
-    loss = (off - on) / off * 100 if off else float("nan")
-    worst = max(worst, loss)
-    print(f"| {proto} | {conns} | {off:,.0f} | {on:,.0f} | {loss:.1f}% | {'met' if loss <= 5 else 'NOT met'} |")
+    rps[key][(r["pair"], r["mode"])] = w["requests"] / w["duration_us"] * 1e6
+    reqs[key][r["mode"]] += w["requests"]
+    secs[key][r["mode"]] += w["duration_us"] / 1e6
+print("| protocol | conns | log off req/s | log on req/s | loss, median of pairs | loss, all slices | pairs with loss ≤ 5% | target ≤ 5% |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+detail = []
+for key in sorted(rps, key=lambda k: (k[0] != "invocations", k[1])):
+    v = rps[key]
+    n = max(p for p, _ in v)
+    losses = [(v[(p, "off")] - v[(p, "on")]) / v[(p, "off")] * 100 for p in range(1, n + 1)
+              if (p, "off") in v and (p, "on") in v]
+    off = reqs[key]["off"] / secs[key]["off"]
+    on = reqs[key]["on"] / secs[key]["on"]
+    overall = (off - on) / off * 100
+    med = statistics.median(losses)
+    ok = sum(1 for x in losses if x <= 5)
+    print(f"| {key[0]} | {key[1]} | {off:,.0f} | {on:,.0f} | {med:.1f}% | {overall:.1f}% | {ok} of {len(losses)} | "
+          f"{'met' if med <= 5 else 'NOT met'} |")
+    detail.append(f"- {key[0]} c{key[1]} (off / on req/s, loss): " + " · ".join(
+        f"{v[(p, 'off')]:,.0f} / {v[(p, 'on')]:,.0f} {l:+.1f}%" for p, l in zip(range(1, n + 1), losses)))
 print()
-print(f"Best of {rounds} round(s) of {duration} s each way (off and on alternate within a round); per round:")
-for k in sorted(per_round):
-    print(f"- {k[0]} c{k[1]} log {k[2]}: {per_round[k]} req/s")
-for rnd in sorted(logs):
-    l, f = logs[rnd], files.get(rnd, {})
-    print(f"- round {rnd} log: {l['records']:.0f} records accepted, {l['dropped']:.0f} dropped; before the stop "
-          f"{l['written_before_stop']:.0f} written in {l['flushes']:.0f} files, {l['flush_errors']:.0f} write errors; "
-          f"{f.get('written_at_stop')} written at the stop; {f.get('count')} files, {f.get('bytes', 0) / 1e6:.1f} MB")
+print(f"{pairs} pairs of {duration} s slices per setting, ABBA order, both servers running throughout:")
+print("\n".join(detail))
+if log:
+    print(f"- log: {log['records']:.0f} records accepted, {log['dropped']:.0f} dropped; before the stop "
+          f"{log['written_before_stop']:.0f} written in {log['flushes']:.0f} files, {log['flush_errors']:.0f} write errors; "
+          f"{files.get('written_at_stop')} written at the stop; {files.get('count')} files, {files.get('bytes', 0) / 1e6:.1f} MB")
 print(f"- load average at start {load_start}, at end {load_end}; binary {binary}")
 for b in bad:
     print(f"- ERRORS: {b}")
