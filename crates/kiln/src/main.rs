@@ -88,6 +88,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if cli.command.prints_a_report() {
+        restore_sigpipe();
+    }
     let result = match cli.command {
         Command::Server(args) => commands::server::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => commands::demo::run(args),
@@ -118,4 +121,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+impl Command {
+    /// Commands that print a report and exit: when their reader goes away (`kiln plan | head`)
+    /// they stop as `cat` does, killed by SIGPIPE, instead of panicking in `println!`. The
+    /// long-running ones (servers, training, applies, load tests) keep Rust's default (SIGPIPE
+    /// ignored, a write error instead) so a closed pipe never kills a server.
+    fn prints_a_report(&self) -> bool {
+        match self {
+            Command::Plan(_)
+            | Command::Data(_)
+            | Command::Keys(_)
+            | Command::Package(_)
+            | Command::Release(_)
+            | Command::Rollback(_)
+            | Command::Lineage(_)
+            | Command::Card(_)
+            | Command::Incidents(_)
+            | Command::Alerts(_)
+            | Command::Monitor(_)
+            | Command::Export(_) => true,
+            Command::Server(_)
+            | Command::Demo(_)
+            | Command::Up(_)
+            | Command::Serve(_)
+            | Command::Apply(_)
+            | Command::Train(_)
+            | Command::Loadtest(_)
+            | Command::Feedback(_) => false,
+        }
+    }
+}
+
+/// SIGPIPE back to its default action (terminate), as every Unix filter has it (the `sigpipe`
+/// crate: this crate forbids `unsafe`).
+fn restore_sigpipe() {
+    sigpipe::reset();
 }

@@ -64,3 +64,24 @@ fn a_bad_store_url_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unsupported store URL"), "{err}");
 }
+
+/// `kiln export k8s … | head -1`: when the reader of a report goes away, kiln stops as Unix
+/// filters do (SIGPIPE), not with a panic about a broken pipe.
+#[test]
+fn a_report_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../kiln.toml");
+    // A pipe whose reading end is already closed: kiln's first write to stdout fails.
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(kiln_bin())
+        .args(["export", "k8s", "--config", config])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
