@@ -70,7 +70,16 @@ struct Job {
     rows: usize,
     enqueued: Instant,
     deadline: Option<Instant>,
-    reply: oneshot::Sender<Result<(Vec<Tensor>, Timing), BatchError>>,
+    reply: oneshot::Sender<Result<Answer, BatchError>>,
+}
+
+/// A request's outputs, with its inputs handed back (the prediction log records them, so
+/// the request path need not copy them before queueing).
+#[derive(Debug)]
+pub struct Answer {
+    pub outputs: Vec<Tensor>,
+    pub timing: Timing,
+    pub inputs: Vec<Tensor>,
 }
 
 /// Counters of one queue.
@@ -137,13 +146,13 @@ impl Batcher {
     }
 
     /// Queues a request (its tensors share the first dimension, `rows`) and waits for its
-    /// outputs.
+    /// outputs; the inputs come back with them.
     pub async fn submit(
         &self,
         inputs: Vec<Tensor>,
         rows: usize,
         deadline: Option<Instant>,
-    ) -> Result<(Vec<Tensor>, Timing), BatchError> {
+    ) -> Result<Answer, BatchError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             inputs,
@@ -314,21 +323,32 @@ fn execute(batch: Vec<Job>, predictor: &dyn Predictor, stats: &BatchStats, fault
             }
         }
         Ok(outputs) => {
+            let timing = |j: &Job| Timing {
+                queue: start.duration_since(j.enqueued),
+                compute,
+                batch_rows: rows,
+            };
+            if live.len() == 1 {
+                // The whole output is this request's: moved, not copied.
+                let j = live.into_iter().next().expect("one job");
+                let timing = timing(&j);
+                let _ = j.reply.send(Ok(Answer {
+                    outputs,
+                    timing,
+                    inputs: j.inputs,
+                }));
+                return;
+            }
             let mut offset = 0;
-            let n = live.len();
             for j in live {
-                let timing = Timing {
-                    queue: start.duration_since(j.enqueued),
-                    compute,
-                    batch_rows: rows,
-                };
-                let part = if n == 1 {
-                    Ok(outputs.clone())
-                } else {
-                    split(&outputs, offset, j.rows, rows)
-                };
+                let timing = timing(&j);
+                let part = split(&outputs, offset, j.rows, rows);
                 offset += j.rows;
-                let _ = j.reply.send(part.map(|o| (o, timing)));
+                let _ = j.reply.send(part.map(|outputs| Answer {
+                    outputs,
+                    timing,
+                    inputs: j.inputs,
+                }));
             }
         }
     }

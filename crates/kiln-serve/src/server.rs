@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kiln_ml::Tensor;
 use serde_json::json;
 
-use crate::batch::{BatchError, Timing};
+use crate::batch::{Answer, BatchError};
 use crate::metrics::Metrics;
 use crate::model::ModelVersion;
 use crate::traffic::{Endpoint, RouteError, TrafficSpec};
@@ -825,7 +825,7 @@ async fn predict(
     s: &ServeState,
     m: &ModelVersion,
     inputs: Vec<Tensor>,
-) -> Result<(Vec<Tensor>, Timing), BatchError> {
+) -> Result<Answer, BatchError> {
     let rows = inputs
         .first()
         .and_then(|t| t.shape.first().copied())
@@ -964,7 +964,11 @@ fn mirror(
                 }
             };
             match predict(&s, &shadow, inputs).await {
-                Ok((out, timing)) => {
+                Ok(Answer {
+                    outputs: out,
+                    timing,
+                    ..
+                }) => {
                     s.metrics.version(&shadow.name, &shadow.version).inference(
                         timing.queue,
                         timing.compute,
@@ -1007,7 +1011,7 @@ async fn infer_inner(
     let header_len = headers
         .get("inference-header-content-length")
         .and_then(|v| v.to_str().ok());
-    let req = match oip::decode_request(&body, header_len, &model.inputs) {
+    let mut req = match oip::decode_request(&body, header_len, &model.inputs) {
         Ok(r) => r,
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -1027,8 +1031,12 @@ async fn infer_inner(
         .prediction_log
         .as_ref()
         .map(|l| l.begin(req.id.as_deref(), request_id_header(headers)));
-    let inputs = req.inputs.clone();
-    let (outputs, timing) = match predict(s, &model, inputs).await {
+    let inputs = std::mem::take(&mut req.inputs);
+    let Answer {
+        outputs,
+        timing,
+        inputs,
+    } = match predict(s, &model, inputs).await {
         Ok(x) => x,
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -1060,7 +1068,7 @@ async fn infer_inner(
             &model.name,
             &model.version,
             started,
-            crate::predlog::LoggedInputs::Tensors(&req.inputs),
+            crate::predlog::LoggedInputs::Tensors(&inputs),
             &outputs,
         );
     }
@@ -1103,11 +1111,12 @@ async fn infer_inner(
     }
 }
 
+/// `X-Request-Id`, parsed once (a name given as `&str` is parsed on every lookup).
+static REQUEST_ID: HeaderName = HeaderName::from_static(crate::predlog::REQUEST_ID_HEADER);
+
 /// A client's `X-Request-Id`.
 fn request_id_header(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(crate::predlog::REQUEST_ID_HEADER)
-        .and_then(|v| v.to_str().ok())
+    headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
 /// With a prediction log, every answer names its request id (`X-Request-Id`), by which
@@ -1116,7 +1125,7 @@ fn with_request_id(mut r: Response, logged: Option<&crate::predlog::Logged<'_>>)
     if let Some(l) = logged
         && let Ok(v) = HeaderValue::from_str(&l.id)
     {
-        r.headers_mut().insert(crate::predlog::REQUEST_ID_HEADER, v);
+        r.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     r
 }
@@ -1260,10 +1269,12 @@ async fn invocations(
         series.request(started.elapsed(), false);
         return scoring_error(StatusCode::BAD_REQUEST, e);
     }
-    // Only a sampled request keeps what it sent: its raw rows, else a copy of the tensors the
-    // model takes.
-    let kept_inputs = (sampled && raw_rows.is_none()).then(|| inputs.clone());
-    let (outputs, timing) = match predict(&s, &model, inputs).await {
+    // The tensors the model took come back with its outputs (the log records them).
+    let Answer {
+        outputs,
+        timing,
+        inputs,
+    } = match predict(&s, &model, inputs).await {
         Ok(x) => x,
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -1290,17 +1301,14 @@ async fn invocations(
         mirror(&s, &endpoint, &model, &outputs, decode);
     }
     if let Some(l) = &logged {
-        let inputs = match (&raw_rows, &kept_inputs) {
-            (Some(rows), _) => Some(crate::predlog::LoggedInputs::Rows {
+        let inputs = match &raw_rows {
+            Some(rows) => crate::predlog::LoggedInputs::Rows {
                 columns: model.raw_inputs(),
                 rows,
-            }),
-            (None, Some(t)) => Some(crate::predlog::LoggedInputs::Tensors(t)),
-            (None, None) => None,
+            },
+            None => crate::predlog::LoggedInputs::Tensors(&inputs),
         };
-        if let Some(inputs) = inputs {
-            l.record(&model.name, &model.version, started, inputs, &outputs);
-        }
+        l.record(&model.name, &model.version, started, inputs, &outputs);
     }
     match scoring::encode_predictions(&outputs) {
         Ok(bytes) => {

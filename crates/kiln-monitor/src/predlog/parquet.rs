@@ -260,7 +260,11 @@ impl Compressor {
             Codec::None => body,
             Codec::Lz4Raw => {
                 let bound = lz4::block::compress_bound(body.len())?;
-                self.packed.resize(bound, 0);
+                // Only ever grown: zeroing the whole bound for every page cost more than
+                // compressing some of them.
+                if self.packed.len() < bound {
+                    self.packed.resize(bound, 0);
+                }
                 let n = lz4::block::compress_to_buffer(
                     body,
                     Some(lz4::block::CompressionMode::FAST(LZ4_ACCELERATION)),
@@ -393,15 +397,9 @@ fn plain_str(out: &mut Vec<u8>, s: &[u8]) {
 /// Floats as BYTE_STREAM_SPLIT values: the first byte of every value, then the second, …
 /// (each value little-endian).
 fn byte_stream_split(out: &mut Vec<u8>, v: &[f64]) {
-    let at = out.len();
-    out.resize(at + 8 * v.len(), 0);
-    if v.is_empty() {
-        return;
-    }
-    for (k, stream) in out[at..].chunks_exact_mut(v.len()).enumerate() {
-        for (dst, x) in stream.iter_mut().zip(v) {
-            *dst = (x.to_bits() >> (8 * k)) as u8;
-        }
+    out.reserve(8 * v.len());
+    for k in 0..8 {
+        out.extend(v.iter().map(|x| (x.to_bits() >> (8 * k)) as u8));
     }
 }
 
