@@ -561,7 +561,7 @@ def test_prediction_log_reads_back_in_pyarrow_pandas_and_duckdb(tmp_path, rows):
     finally:
         assert srv.stop() == 0, srv.log_tail()
     files = sorted(log_dir.rglob("*.parquet"))
-    assert len(files) >= 2, files  # flushed by row count while serving, and at the stop
+    assert files, f"no log files under {log_dir}"  # by row count while serving and/or at the stop
     n_rows = sum(len(b) for b in sent.values())
 
     table = ds.dataset(log_dir / "predictions", format="parquet", partitioning="hive").to_table()
