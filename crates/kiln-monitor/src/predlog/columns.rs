@@ -220,39 +220,70 @@ struct Span {
     width: usize,
 }
 
-/// Records of one schema (equal `schema_key`s) as columns, with their row count; `None`
-/// when the schema has a list column.
-///
-/// Record by record (each record's bytes are read once, while they are in cache), a
-/// tensor's elements straight into its columns.
-pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
-    let first = group.first()?;
-    let specs = table::specs(first);
-    let total: usize = group.iter().map(|p| p.rows()).sum();
-    let mut cols = Vec::with_capacity(specs.len());
-    let (mut fixed, mut spans, mut raw) = (vec![], Vec::<Span>::new(), vec![]);
-    for (k, s) in specs.iter().enumerate() {
-        // Model, version and raw string inputs repeat: a dictionary. Request ids do not.
-        let dictionary = s.kind == Kind::Str && !matches!(s.source, Source::Fixed(0));
-        cols.push(ColumnData::new(s.name.clone(), s.kind, total, dictionary)?);
-        match s.source {
-            Source::Fixed(i) => fixed.push((k, i)),
-            Source::Elem { input, t, j: 0 } => spans.push(Span {
-                input,
-                t,
-                first: k,
-                width: 1,
-            }),
-            // The elements of a tensor are consecutive columns.
-            Source::Elem { .. } => spans.last_mut()?.width += 1,
-            Source::Raw(ci) => raw.push((k, ci)),
-            // Lists are refused above (`ColumnData::new`).
-            Source::RowList { .. } | Source::Whole { .. } => return None,
+/// Records of one schema (equal `schema_key`s) folded into columns one at a time, as they
+/// arrive (each record's bytes are read once, while they are in cache; a tensor's elements
+/// go straight into its columns).
+pub(crate) struct Builder {
+    cols: Vec<ColumnData>,
+    rows: usize,
+    /// Fixed columns: (column, which).
+    fixed: Vec<(usize, usize)>,
+    spans: Vec<Span>,
+    /// Raw input columns: (column, raw column).
+    raw: Vec<(usize, usize)>,
+}
+
+impl Builder {
+    /// Columns for records shaped like `first` (room for `capacity` rows to start with);
+    /// `None` when the schema has a list column.
+    pub(crate) fn new(first: &View<'_>, capacity: usize) -> Option<Builder> {
+        let specs = table::specs(first);
+        let mut cols = Vec::with_capacity(specs.len());
+        let (mut fixed, mut spans, mut raw) = (vec![], Vec::<Span>::new(), vec![]);
+        for (k, s) in specs.iter().enumerate() {
+            // Model, version and raw string inputs repeat: a dictionary. Request ids do not.
+            let dictionary = s.kind == Kind::Str && !matches!(s.source, Source::Fixed(0));
+            cols.push(ColumnData::new(
+                s.name.clone(),
+                s.kind,
+                capacity,
+                dictionary,
+            )?);
+            match s.source {
+                Source::Fixed(i) => fixed.push((k, i)),
+                Source::Elem { input, t, j: 0 } => spans.push(Span {
+                    input,
+                    t,
+                    first: k,
+                    width: 1,
+                }),
+                // The elements of a tensor are consecutive columns.
+                Source::Elem { .. } => spans.last_mut()?.width += 1,
+                Source::Raw(ci) => raw.push((k, ci)),
+                // Lists are refused above (`ColumnData::new`).
+                Source::RowList { .. } | Source::Whole { .. } => return None,
+            }
         }
+        Some(Builder {
+            cols,
+            rows: 0,
+            fixed,
+            spans,
+            raw,
+        })
     }
-    for p in group {
+
+    /// Rows so far.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends a record of this schema.
+    pub(crate) fn push(&mut self, p: &View<'_>) {
         let rows = p.rows();
-        for &(k, i) in &fixed {
+        self.rows += rows;
+        let cols = &mut self.cols;
+        for &(k, i) in &self.fixed {
             let col = &mut cols[k];
             for r in 0..rows {
                 match i {
@@ -266,7 +297,7 @@ pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
                 }
             }
         }
-        for s in &spans {
+        for s in &self.spans {
             let cols = &mut cols[s.first..s.first + s.width];
             let tensor = if s.input {
                 match &p.inputs {
@@ -285,15 +316,49 @@ pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
         match &p.inputs {
             InputsView::Rows { rows: values, .. } => {
                 for row in values {
-                    for &(k, ci) in &raw {
+                    for &(k, ci) in &self.raw {
                         cols[k].value(row.get(ci));
                     }
                 }
             }
-            InputsView::Tensors(_) => raw.iter().for_each(|&(k, _)| cols[k].nulls(rows)),
+            InputsView::Tensors(_) => self.raw.iter().for_each(|&(k, _)| cols[k].nulls(rows)),
         }
     }
-    Some((cols, total))
+
+    /// The columns built so far.
+    pub(crate) fn columns(&self) -> &[ColumnData] {
+        &self.cols
+    }
+
+    /// Empties the columns, keeping their room for the next records.
+    pub(crate) fn clear(&mut self) {
+        for c in &mut self.cols {
+            c.valid.clear();
+            match &mut c.values {
+                Values::F64(v) => v.clear(),
+                Values::I64(v) | Values::Timestamp(v) => v.clear(),
+                Values::Bool(v) => v.clear(),
+                Values::Str { data, ends } => {
+                    data.clear();
+                    ends.clear();
+                }
+                Values::Date(v) => v.clear(),
+            }
+        }
+        self.rows = 0;
+    }
+}
+
+/// Records of one schema (equal `schema_key`s) as columns, with their row count; `None`
+/// when the schema has a list column.
+#[cfg(test)]
+pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
+    let total: usize = group.iter().map(|p| p.rows()).sum();
+    let mut b = Builder::new(group.first()?, total)?;
+    for p in group {
+        b.push(p);
+    }
+    Some((b.cols, b.rows))
 }
 
 #[cfg(test)]

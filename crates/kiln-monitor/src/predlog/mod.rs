@@ -2,16 +2,21 @@
 //! Parquet files to the artifact store, partitioned by deployment, date and hour (see
 //! [`layout`] for the paths and [`table`] for the columns).
 //!
-//! [`PredictionLog::record`] never blocks and never does I/O: it checks the buffer's bounds
-//! (records and bytes) with two atomic counters and hands the record to the writer thread
-//! through a bounded channel; a record that does not fit is dropped and counted. The writer
-//! thread (`kiln-predlog`) wakes every [`PredictionLogConfig::tick`], takes what is queued,
-//! and writes when it holds [`PredictionLogConfig::flush_rows`] rows or its oldest record has
-//! waited [`PredictionLogConfig::flush_interval`] (by the injected [`Clock`]), on
-//! [`PredictionLog::flush`], and on [`PredictionLog::close`]. It turns the packed records
-//! straight into columns (`columns`) and writes the Parquet itself ([`parquet`]: LZ4 pages,
-//! a dictionary only for repeated strings), so that logging every request costs a few
-//! thousand instructions a record; records with list columns go through [`table`] and Polars.
+//! [`PredictionLog::record`] never blocks and never does I/O: it packs the record (see
+//! [`wire`]) at the end of the calling thread's own lane, a buffer only that thread and the
+//! writer touch, after checking the bounds (records and bytes) against the room the writer's
+//! records leave, split between the lanes; a record that does not fit is dropped and
+//! counted. Nothing on that path is shared between serving threads: no queue, no counter
+//! written per record, no allocation once the lanes' buffers have grown. The writer thread
+//! (`kiln-predlog`) wakes every [`PredictionLogConfig::tick`], swaps each lane's records for
+//! an empty buffer and folds them at once, while they are in cache, into typed columns per
+//! file to be (deployment, hour, schema; `columns`); it writes when it holds
+//! [`PredictionLogConfig::flush_rows`] rows or its oldest record has waited
+//! [`PredictionLogConfig::flush_interval`] (by the injected [`Clock`]), on
+//! [`PredictionLog::flush`], and on [`PredictionLog::close`]. It writes the Parquet itself
+//! ([`parquet`]: LZ4 pages, a dictionary only for repeated strings), so that logging every
+//! request costs a few thousand instructions a record; records with list columns are kept
+//! packed and go through [`table`] and Polars.
 //!
 //! Durability: each file is one whole-object put (a local directory gets a staging file
 //! renamed into place; S3 a completed upload), so a reader never sees a partial file, and part
@@ -29,9 +34,9 @@ pub mod read;
 pub mod table;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -122,35 +127,117 @@ pub struct CloseReport {
     pub discarded: u64,
 }
 
+/// Records packed back to back (see [`wire`]), with where each ends and its row count.
+#[derive(Default)]
+struct Chunk {
+    data: Vec<u8>,
+    /// Each record's end in `data`, and its rows.
+    ends: Vec<(usize, usize)>,
+    rows: usize,
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    fn push(&mut self, packed: &[u8], rows: usize) {
+        self.data.extend_from_slice(packed);
+        self.ends.push((self.data.len(), rows));
+        self.rows += rows;
+    }
+
+    /// Each record's packed bytes and rows, oldest first.
+    fn records(&self) -> impl Iterator<Item = (&[u8], usize)> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, rows)| {
+            let r = &self.data[start..end];
+            start = end;
+            (r, rows)
+        })
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.rows = 0;
+    }
+}
+
+/// One serving thread's part of the buffer. The thread packs its records into its own lane
+/// (a lock nobody else takes but the writer, once a tick), so logging a record touches no
+/// memory another thread writes: no shared queue, counter or allocation per record.
+#[derive(Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    /// Records accepted and not yet taken by the writer.
+    chunk: Chunk,
+    /// Records this lane accepted, and refused, since it was made.
+    records: u64,
+    dropped: u64,
+    /// The log is closed: refuse everything.
+    closed: bool,
+}
+
+/// Lanes of the log's serving threads.
+#[derive(Default)]
+struct Lanes {
+    all: Vec<Arc<Lane>>,
+    /// Set when the log closes: lanes made later start closed.
+    closed: bool,
+    /// Counts of lanes whose threads ended (their counters are added here when the writer
+    /// forgets them).
+    records: u64,
+    dropped: u64,
+}
+
 #[derive(Default)]
 struct Shared {
-    records: AtomicU64,
+    lanes: Mutex<Lanes>,
+    /// Lanes in `lanes` (read on every record, to split the room between them).
+    lane_count: AtomicUsize,
+    /// Records and bytes the writer holds (taken from the lanes, not yet written): written
+    /// by the writer thread only.
+    held_records: AtomicUsize,
+    held_bytes: AtomicUsize,
+    /// Records the writer dropped (unreadable, or lost at close).
     dropped: AtomicU64,
     flushes: AtomicU64,
     flush_errors: AtomicU64,
     written: AtomicU64,
-    pending_records: AtomicUsize,
-    pending_bytes: AtomicUsize,
-    /// Buffers of written records, for the next records to be packed into: in steady state
-    /// logging allocates nothing, and no memory is freed on another thread than the one
-    /// that allocated it.
-    pool: Mutex<Vec<Vec<u8>>>,
 }
 
-/// Buffers larger than this are not kept for reuse.
-const MAX_POOLED_BYTES: usize = 64 << 10;
+/// Chunks with more room than this are not kept for reuse.
+const MAX_SPARE_BYTES: usize = 8 << 20;
 
-/// A record in the writer's buffer: packed (see [`wire`]), with its row count.
-type Buffered = (Vec<u8>, usize);
+static NEXT_LOG_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's lane in each log it has recorded into: (log id, lane).
+    static MY_LANES: std::cell::RefCell<Vec<(u64, Arc<Lane>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 enum Msg {
-    Record(Vec<u8>, usize),
     Flush(SyncSender<Result<(), String>>),
     Close(SyncSender<CloseReport>),
 }
 
 /// The writer behind the data plane's prediction sink.
 pub struct PredictionLog {
+    id: u64,
     tx: SyncSender<Msg>,
     shared: Arc<Shared>,
     max_records: usize,
@@ -175,8 +262,7 @@ impl PredictionLog {
         clock: Arc<dyn Clock>,
     ) -> Result<PredictionLog, PredLogError> {
         let max_records = config.max_buffered_records.max(1);
-        // Control messages need room beside a full buffer.
-        let (tx, rx) = std::sync::mpsc::sync_channel(max_records + 8);
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
         let shared = Arc::new(Shared::default());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -187,11 +273,14 @@ impl PredictionLog {
             config: config.clone(),
             clock,
             shared: shared.clone(),
-            pool_cap: max_records.min(4 * config.flush_rows.max(1)),
             rt,
             encoder: parquet::Encoder::new(config.compression)?,
-            buf: Vec::new(),
-            buf_rows: 0,
+            groups: Vec::new(),
+            index: HashMap::new(),
+            held_records: 0,
+            held_bytes: 0,
+            held_rows: 0,
+            spares: Vec::new(),
             oldest_ms: 0,
             next_attempt_ms: i64::MIN,
         };
@@ -200,6 +289,7 @@ impl PredictionLog {
             .spawn(move || writer.run())?;
         let waker = thread.thread().clone();
         Ok(PredictionLog {
+            id: NEXT_LOG_ID.fetch_add(1, Ordering::Relaxed),
             tx,
             shared,
             max_records,
@@ -209,62 +299,92 @@ impl PredictionLog {
         })
     }
 
-    /// Takes a record without blocking: packs it into a buffer (recycled when one is free)
-    /// and queues it for the writer thread. Returns whether it was accepted (else it was
-    /// dropped and counted: the buffer is full or the log closed).
+    /// This thread's lane, made on its first record.
+    fn with_lane<R>(&self, f: impl FnOnce(&Lane) -> R) -> R {
+        MY_LANES.with(|mine| {
+            let mut mine = mine.borrow_mut();
+            if let Some((_, lane)) = mine.iter().find(|(id, _)| *id == self.id) {
+                return f(lane);
+            }
+            // Forget lanes of logs that are gone (only this thread and nobody else holds them).
+            mine.retain(|(_, lane)| Arc::strong_count(lane) > 1);
+            let lane = Arc::new(Lane::default());
+            {
+                let mut lanes = self.shared.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                lane.state.lock().unwrap_or_else(|p| p.into_inner()).closed = lanes.closed;
+                lanes.all.push(lane.clone());
+                self.shared
+                    .lane_count
+                    .store(lanes.all.len(), Ordering::Relaxed);
+            }
+            mine.push((self.id, lane.clone()));
+            f(&lane)
+        })
+    }
+
+    /// Takes a record without blocking: packs it at the end of this thread's lane. Returns
+    /// whether it was accepted (else it was dropped and counted: the buffer is full or the
+    /// log closed).
+    ///
+    /// The bounds: the room the writer's records leave is shared evenly between the lanes
+    /// (so all lanes together stay within the bounds, give or take a record a lane). A
+    /// record larger than the byte bound still goes in when nothing else is buffered.
     pub fn record(&self, p: &PredictionRef<'_>) -> bool {
         let s = &*self.shared;
-        let bytes = p.buffer_bytes();
-        let refuse = || {
-            s.dropped.fetch_add(1, Ordering::Relaxed);
-            false
-        };
-        // Reserve room in the buffer first (undone if it is not there).
-        if s.pending_records.fetch_add(1, Ordering::AcqRel) >= self.max_records {
-            s.pending_records.fetch_sub(1, Ordering::AcqRel);
-            return refuse();
-        }
-        let before = s.pending_bytes.fetch_add(bytes, Ordering::AcqRel);
-        let release = || {
-            s.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            s.pending_records.fetch_sub(1, Ordering::AcqRel);
-        };
-        // A single record larger than the bound still goes in when nothing else is waiting.
-        if before > 0 && before + bytes > self.max_bytes {
-            release();
-            return refuse();
-        }
-        // Never waits for the pool: when the writer holds it, a new buffer is allocated.
-        let mut buf = s
-            .pool
-            .try_lock()
-            .ok()
-            .and_then(|mut pool| pool.pop())
-            .unwrap_or_default();
-        buf.clear();
-        wire::pack_into(p, &mut buf);
-        match self.tx.try_send(Msg::Record(buf, p.rows())) {
-            Ok(()) => {
-                s.records.fetch_add(1, Ordering::Relaxed);
-                true
+        self.with_lane(|lane| {
+            let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+            let lanes = s.lane_count.load(Ordering::Relaxed).max(1);
+            let held_records = s.held_records.load(Ordering::Relaxed);
+            let held_bytes = s.held_bytes.load(Ordering::Relaxed);
+            let room_records = self
+                .max_records
+                .saturating_sub(held_records)
+                .div_ceil(lanes);
+            if st.closed || st.chunk.len() >= room_records {
+                st.dropped += 1;
+                return false;
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                release();
-                refuse()
+            let before = st.chunk.data.len();
+            wire::pack_into(p, &mut st.chunk.data);
+            let bytes = st.chunk.data.len() - before;
+            let room_bytes = self.max_bytes.saturating_sub(held_bytes).div_ceil(lanes);
+            let alone = before == 0 && held_bytes == 0;
+            if before + bytes > room_bytes && !alone {
+                st.chunk.data.truncate(before);
+                st.dropped += 1;
+                return false;
             }
-        }
+            let rows = p.rows();
+            let end = st.chunk.data.len();
+            st.chunk.ends.push((end, rows));
+            st.chunk.rows += rows;
+            st.records += 1;
+            true
+        })
     }
 
     pub fn stats(&self) -> LogStats {
         let s = &*self.shared;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (mut records, mut dropped, mut in_lanes) = (0, 0, 0);
+        {
+            let lanes = s.lanes.lock().unwrap_or_else(|p| p.into_inner());
+            records += lanes.records;
+            dropped += lanes.dropped;
+            for lane in &lanes.all {
+                let st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+                records += st.records;
+                dropped += st.dropped;
+                in_lanes += st.chunk.len() as u64;
+            }
+        }
         LogStats {
-            records: get(&s.records),
-            dropped: get(&s.dropped),
+            records,
+            dropped: dropped + get(&s.dropped),
             flushes: get(&s.flushes),
             flush_errors: get(&s.flush_errors),
             written: get(&s.written),
-            buffered: s.pending_records.load(Ordering::Relaxed) as u64,
+            buffered: s.held_records.load(Ordering::Relaxed) as u64 + in_lanes,
         }
     }
 
@@ -317,21 +437,59 @@ impl Drop for PredictionLog {
     }
 }
 
+/// The records of one file to be: one deployment, hour and schema.
+struct Group {
+    key: GroupKey,
+    body: Body,
+    records: usize,
+    rows: usize,
+    /// Packed bytes of its records (what the buffer's byte bound counts).
+    bytes: usize,
+    /// Writes since it last had a record (an idle group is forgotten at the next).
+    idle: u8,
+}
+
+/// (deployment, hour, schema key).
+type GroupKey = (String, i64, String);
+
+enum Body {
+    /// Records folded into typed columns as they are taken.
+    Columns(columns::Builder),
+    /// A schema with list columns: the packed records, written through a table and Polars.
+    Packed(Chunk),
+}
+
+impl Group {
+    fn clear(&mut self) {
+        match &mut self.body {
+            Body::Columns(b) => b.clear(),
+            Body::Packed(c) => c.clear(),
+        }
+        self.records = 0;
+        self.rows = 0;
+        self.bytes = 0;
+        self.idle = 0;
+    }
+}
+
 struct Writer {
     rx: Receiver<Msg>,
     store: ArtifactStore,
     config: PredictionLogConfig,
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
-    /// Buffers kept for reuse, at most.
-    pool_cap: usize,
     rt: tokio::runtime::Runtime,
     /// Encodes files (its compression context is reused from file to file).
     encoder: parquet::Encoder,
-    /// Accepted records with their byte estimates, oldest first.
-    buf: Vec<Buffered>,
-    buf_rows: usize,
-    /// When the oldest buffered record arrived (clock ms).
+    /// Records taken from the lanes and not yet written, by the file they go to.
+    groups: Vec<Group>,
+    index: HashMap<GroupKey, usize>,
+    held_records: usize,
+    held_bytes: usize,
+    held_rows: usize,
+    /// Empty chunks to hand the lanes in exchange for theirs.
+    spares: Vec<Chunk>,
+    /// When the oldest held record was taken (clock ms).
     oldest_ms: i64,
     /// No automatic write before this (after a failure).
     next_attempt_ms: i64,
@@ -345,9 +503,16 @@ enum Control {
 impl Writer {
     fn run(&mut self) {
         loop {
-            let control = self.drain();
+            let control = match self.rx.try_recv() {
+                Ok(Msg::Flush(ack)) => Some(Control::Flush(ack)),
+                Ok(Msg::Close(ack)) => Some(Control::Close(Some(ack))),
+                Err(TryRecvError::Empty) => None,
+                // Every handle is gone: write what is left and stop.
+                Err(TryRecvError::Disconnected) => Some(Control::Close(None)),
+            };
             match control {
                 Some(Control::Flush(ack)) => {
+                    self.take(false);
                     let r = self.write_all();
                     let _ = ack.send(r);
                     continue;
@@ -361,13 +526,14 @@ impl Writer {
                 }
                 None => {}
             }
+            self.take(false);
             let now = self.clock.now_ms();
-            let due = self.buf_rows >= self.config.flush_rows.max(1)
+            let due = self.held_rows >= self.config.flush_rows.max(1)
                 || now.saturating_sub(self.oldest_ms)
                     >= self.config.flush_interval.as_millis() as i64;
-            if !self.buf.is_empty() && due && now >= self.next_attempt_ms {
+            if self.held_records > 0 && due && now >= self.next_attempt_ms {
                 if let Err(e) = self.write_all() {
-                    tracing::warn!(error = %e, buffered = self.buf.len(), "prediction log: write failed; retrying later");
+                    tracing::warn!(error = %e, buffered = self.held_records, "prediction log: write failed; retrying later");
                     self.next_attempt_ms =
                         now.saturating_add(self.config.retry_after.as_millis() as i64);
                 } else {
@@ -378,34 +544,140 @@ impl Writer {
         }
     }
 
-    /// Moves what is queued into the buffer, up to the first control message.
-    fn drain(&mut self) -> Option<Control> {
-        loop {
-            match self.rx.try_recv() {
-                Ok(Msg::Record(packed, rows)) => {
-                    if self.buf.is_empty() {
-                        self.oldest_ms = self.clock.now_ms();
-                    }
-                    self.buf_rows += rows;
-                    self.buf.push((packed, rows));
+    /// Takes every lane's records (handing it an empty chunk) and folds them into their
+    /// groups at once, while they are in cache; forgets lanes whose threads have ended. With
+    /// `close`, the lanes refuse records from now on.
+    fn take(&mut self, close: bool) {
+        let shared = self.shared.clone();
+        let mut lanes = shared.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.closed |= close;
+        let mut gone = Vec::new();
+        for (i, lane) in lanes.all.iter().enumerate() {
+            let mut chunk = {
+                let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.closed |= close;
+                // Only the list holds it: its thread has ended.
+                if Arc::strong_count(lane) == 1 {
+                    gone.push((i, st.records, st.dropped));
                 }
-                Ok(Msg::Flush(ack)) => return Some(Control::Flush(ack)),
-                Ok(Msg::Close(ack)) => return Some(Control::Close(Some(ack))),
-                Err(TryRecvError::Empty) => return None,
-                // Every handle is gone: write what is left and stop.
-                Err(TryRecvError::Disconnected) => return Some(Control::Close(None)),
+                if st.chunk.is_empty() {
+                    continue;
+                }
+                let mut chunk = self.spares.pop().unwrap_or_default();
+                std::mem::swap(&mut chunk, &mut st.chunk);
+                if self.held_records == 0 {
+                    self.oldest_ms = self.clock.now_ms();
+                }
+                self.held_records += chunk.len();
+                self.held_bytes += chunk.bytes();
+                self.held_rows += chunk.rows;
+                // Published before the lane is unlocked: its thread never counts these
+                // records twice (in its lane and as held) or not at all.
+                self.publish();
+                chunk
+            };
+            self.fold(&chunk);
+            chunk.clear();
+            if chunk.data.capacity() <= MAX_SPARE_BYTES && self.spares.len() < 64 {
+                self.spares.push(chunk);
             }
+        }
+        for &(i, records, dropped) in gone.iter().rev() {
+            lanes.all.swap_remove(i);
+            lanes.records += records;
+            lanes.dropped += dropped;
+        }
+        shared.lane_count.store(lanes.all.len(), Ordering::Relaxed);
+    }
+
+    /// Adds a chunk's records to their groups. A record shaped like the one before it joins
+    /// its group without making a key.
+    fn fold(&mut self, chunk: &Chunk) {
+        let mut last: Option<(wire::View<'_>, usize)> = None;
+        let mut unreadable = 0;
+        for (packed, rows) in chunk.records() {
+            let Some(v) = wire::view(packed) else {
+                unreadable += 1;
+                continue;
+            };
+            let hour = layout::hour_of_ms(v.time_us.div_euclid(1_000));
+            let g = match &last {
+                Some((u, g))
+                    if u.deployment == v.deployment
+                        && self.groups[*g].key.1 == hour
+                        && table::same_schema(u, &v) =>
+                {
+                    *g
+                }
+                _ => self.group_for(&v, hour),
+            };
+            let group = &mut self.groups[g];
+            match &mut group.body {
+                Body::Columns(b) => b.push(&v),
+                Body::Packed(c) => c.push(packed, rows),
+            }
+            group.records += 1;
+            group.rows += rows;
+            group.bytes += packed.len();
+            last = Some((v, g));
+        }
+        if unreadable > 0 {
+            // Never made by this process; not worth keeping.
+            tracing::error!(
+                records = unreadable,
+                "prediction log: unreadable records dropped"
+            );
+            self.shared
+                .dropped
+                .fetch_add(unreadable as u64, Ordering::Relaxed);
+            self.recount();
         }
     }
 
-    /// The final writes: whatever is queued, a few attempts, then the rest is discarded.
+    /// The group of records shaped like `v` in `hour`, made if need be.
+    fn group_for(&mut self, v: &wire::View<'_>, hour: i64) -> usize {
+        let key = (v.deployment.to_string(), hour, table::schema_key(v));
+        if let Some(&g) = self.index.get(&key) {
+            return g;
+        }
+        let capacity = self.config.flush_rows.clamp(1, 4_096);
+        let body = match columns::Builder::new(v, capacity) {
+            Some(b) => Body::Columns(b),
+            None => Body::Packed(Chunk::default()),
+        };
+        let g = self.groups.len();
+        self.groups.push(Group {
+            key: key.clone(),
+            body,
+            records: 0,
+            rows: 0,
+            bytes: 0,
+            idle: 0,
+        });
+        self.index.insert(key, g);
+        g
+    }
+
+    /// The held totals from the groups, published.
+    fn recount(&mut self) {
+        self.held_records = self.groups.iter().map(|g| g.records).sum();
+        self.held_bytes = self.groups.iter().map(|g| g.bytes).sum();
+        self.held_rows = self.groups.iter().map(|g| g.rows).sum();
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let s = &*self.shared;
+        s.held_records.store(self.held_records, Ordering::Relaxed);
+        s.held_bytes.store(self.held_bytes, Ordering::Relaxed);
+    }
+
+    /// The final writes: everything the lanes hold (they refuse records from now on), a few
+    /// attempts, then the rest is discarded.
     fn finish(&mut self) -> CloseReport {
+        self.take(true);
         while let Ok(m) = self.rx.try_recv() {
             match m {
-                Msg::Record(packed, rows) => {
-                    self.buf_rows += rows;
-                    self.buf.push((packed, rows));
-                }
                 Msg::Flush(ack) => {
                     let _ = ack.send(Err("the prediction log is closing".into()));
                 }
@@ -417,7 +689,7 @@ impl Writer {
         let before = self.shared.written.load(Ordering::Relaxed);
         let attempts = self.config.close_attempts.max(1);
         for attempt in 1..=attempts {
-            if self.buf.is_empty() {
+            if self.held_records == 0 {
                 break;
             }
             match self.write_all() {
@@ -430,16 +702,16 @@ impl Writer {
                 }
             }
         }
-        let discarded = self.buf.len() as u64;
+        let discarded = self.held_records as u64;
         if discarded > 0 {
             tracing::error!(
                 records = discarded,
                 "prediction log: records could not be written and are lost"
             );
-            let lost = std::mem::take(&mut self.buf);
-            self.release(lost);
+            self.groups.clear();
+            self.index.clear();
+            self.recount();
             self.shared.dropped.fetch_add(discarded, Ordering::Relaxed);
-            self.buf_rows = 0;
         }
         CloseReport {
             written: self.shared.written.load(Ordering::Relaxed) - before,
@@ -447,125 +719,63 @@ impl Writer {
         }
     }
 
-    /// Gives back the buffer room of records that left it, and their buffers to the pool.
-    fn release(&self, records: Vec<Buffered>) {
-        let bytes: usize = records.iter().map(|(b, _)| b.len()).sum();
-        let n = records.len();
-        {
-            let mut pool = self.shared.pool.lock().unwrap_or_else(|p| p.into_inner());
-            let room = self.pool_cap.saturating_sub(pool.len());
-            pool.extend(
-                records
-                    .into_iter()
-                    .take(room)
-                    .map(|(b, _)| b)
-                    .filter(|b| b.capacity() <= MAX_POOLED_BYTES),
-            );
-        }
-        self.shared.pending_records.fetch_sub(n, Ordering::AcqRel);
-        self.shared.pending_bytes.fetch_sub(bytes, Ordering::AcqRel);
-    }
-
-    /// Writes the buffer: one file per deployment, hour and schema. Records of files that
-    /// failed stay buffered.
+    /// Writes every group that holds records, one file each (in key order). A group whose
+    /// write failed keeps its records, as old as they were: due again once
+    /// `next_attempt_ms` passes. Groups idle since the last write are forgotten.
     fn write_all(&mut self) -> Result<(), String> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
         let now = self.clock.now_ms();
-        let packed = std::mem::take(&mut self.buf);
-        let views: Vec<Option<wire::View<'_>>> =
-            packed.iter().map(|(b, _)| wire::view(b)).collect();
-        let unreadable = views.iter().filter(|v| v.is_none()).count();
-        if unreadable > 0 {
-            // Never made by this process; not worth keeping.
-            tracing::error!(
-                records = unreadable,
-                "prediction log: unreadable records dropped"
-            );
-            self.shared
-                .dropped
-                .fetch_add(unreadable as u64, Ordering::Relaxed);
-        }
-        // One file per (deployment, hour) and schema: (deployment, hour, schema key) → group.
-        // A record shaped like the one before it joins its group without making a key.
-        let mut index: BTreeMap<((&str, i64), String), usize> = BTreeMap::new();
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut last: Option<(&wire::View<'_>, (&str, i64), usize)> = None;
-        for (i, v) in views.iter().enumerate() {
-            let Some(v) = v else { continue };
-            let part = (
-                v.deployment,
-                layout::hour_of_ms(v.time_us.div_euclid(1_000)),
-            );
-            let g = match last {
-                Some((u, p, g)) if p == part && table::same_schema(u, v) => g,
-                _ => {
-                    let next = groups.len();
-                    let g = *index.entry((part, table::schema_key(v))).or_insert(next);
-                    if g == next {
-                        groups.push(Vec::new());
-                    }
-                    g
-                }
-            };
-            groups[g].push(i);
-            last = Some((v, part, g));
-        }
-        let mut outcome: Vec<Option<bool>> = vec![None; packed.len()];
+        let mut order: Vec<usize> = (0..self.groups.len())
+            .filter(|&g| self.groups[g].records > 0)
+            .collect();
+        order.sort_by(|&a, &b| self.groups[a].key.cmp(&self.groups[b].key));
         let mut first_error = None;
-        for (((deployment, hour), _), &g) in &index {
-            let group = &groups[g];
-            let refs: Vec<&wire::View<'_>> =
-                group.iter().filter_map(|&i| views[i].as_ref()).collect();
-            let ok = match self.write_file(deployment, *hour, now, &refs) {
+        for g in order {
+            match self.write_file(g, now) {
                 Ok(()) => {
+                    let group = &mut self.groups[g];
                     self.shared.flushes.fetch_add(1, Ordering::Relaxed);
                     self.shared
                         .written
-                        .fetch_add(group.len() as u64, Ordering::Relaxed);
-                    true
+                        .fetch_add(group.records as u64, Ordering::Relaxed);
+                    group.clear();
                 }
                 Err(e) => {
                     self.shared.flush_errors.fetch_add(1, Ordering::Relaxed);
                     first_error.get_or_insert_with(|| e.to_string());
-                    false
                 }
-            };
-            for &i in group {
-                outcome[i] = Some(ok);
             }
         }
-        drop(index);
-        drop(views);
-        // Written (or unreadable) records leave the buffer; failed ones stay, as old as they
-        // were: due again once `next_attempt_ms` passes.
-        let mut done = Vec::with_capacity(packed.len());
-        for (record, ok) in packed.into_iter().zip(outcome) {
-            if ok == Some(false) {
-                self.buf.push(record);
-            } else {
-                done.push(record);
+        let before = self.groups.len();
+        self.groups.retain_mut(|g| {
+            if g.records > 0 {
+                return true;
             }
+            g.idle = g.idle.saturating_add(1);
+            g.idle < 2
+        });
+        if self.groups.len() != before {
+            self.index = self
+                .groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.key.clone(), i))
+                .collect();
         }
-        self.release(done);
-        self.buf_rows = self.buf.iter().map(|(_, rows)| rows).sum();
+        self.recount();
         first_error.map_or(Ok(()), Err)
     }
 
-    fn write_file(
-        &mut self,
-        deployment: &str,
-        hour: i64,
-        now_ms: i64,
-        group: &[&wire::View<'_>],
-    ) -> Result<(), PredLogError> {
-        let (bytes, rows) = match columns::build(group) {
-            Some((columns, rows)) => (self.encoder.file(&columns, rows)?, rows),
-            None => {
+    fn write_file(&mut self, g: usize, now_ms: i64) -> Result<(), PredLogError> {
+        let group = &self.groups[g];
+        let (bytes, rows) = match &group.body {
+            Body::Columns(b) => (self.encoder.file(b.columns(), b.rows())?, b.rows()),
+            Body::Packed(chunk) => {
                 // List columns: through a table and Polars (on this thread only: the
                 // serving threads keep the other cores).
-                let table = table::to_table(group);
+                let views: Vec<wire::View<'_>> =
+                    chunk.records().filter_map(|(b, _)| wire::view(b)).collect();
+                let refs: Vec<&wire::View<'_>> = views.iter().collect();
+                let table = table::to_table(&refs);
                 let options = kiln_data::plain::WriteOptions {
                     parallel: false,
                     ..Default::default()
@@ -574,7 +784,8 @@ impl Writer {
                 (bytes, table.height())
             }
         };
-        let path = layout::part_path(deployment, hour, now_ms);
+        let (deployment, hour, _) = &group.key;
+        let path = layout::part_path(deployment, *hour, now_ms);
         let body =
             futures::stream::once(
                 async move { Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)) },
@@ -591,40 +802,92 @@ mod tests {
     use crate::clock::ManualClock;
     use kiln_ml::{Tensor, TensorData};
 
-    #[test]
-    fn written_records_give_their_buffers_back_for_the_next_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
-        let config = PredictionLogConfig {
-            flush_interval: Duration::from_secs(3_600),
-            tick: Duration::from_millis(5),
-            ..PredictionLogConfig::default()
-        };
-        let log = PredictionLog::start(store, config, Arc::new(ManualClock::new(0))).unwrap();
-        let p = Prediction {
+    fn prediction(id: String) -> Prediction {
+        Prediction {
             deployment: "gb".into(),
             version: "1".into(),
-            request_id: "r".into(),
+            request_id: id,
             time_us: 0,
             latency_us: 1,
             inputs: Inputs::Tensors(vec![
                 Tensor::new("X", vec![1, 2], TensorData::Fp32(vec![1.0, 2.0])).unwrap(),
             ]),
             outputs: vec![],
-        };
-        let pooled = || log.shared.pool.lock().unwrap().len();
-        for _ in 0..3 {
-            assert!(log.record(&p.borrowed()));
         }
-        assert_eq!(pooled(), 0);
+    }
+
+    fn start(dir: &std::path::Path) -> PredictionLog {
+        let store = ArtifactStore::open(dir.to_str().unwrap()).unwrap();
+        let config = PredictionLogConfig {
+            flush_interval: Duration::from_secs(3_600),
+            tick: Duration::from_millis(5),
+            ..PredictionLogConfig::default()
+        };
+        PredictionLog::start(store, config, Arc::new(ManualClock::new(0))).unwrap()
+    }
+
+    #[test]
+    fn each_thread_records_into_its_own_lane_and_every_record_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = start(dir.path());
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let log = &log;
+                scope.spawn(move || {
+                    for i in 0..250 {
+                        assert!(log.record(&prediction(format!("t{t}-{i}")).borrowed()));
+                    }
+                });
+            }
+        });
+        let s = log.stats();
+        assert_eq!((s.records, s.dropped, s.buffered), (1_000, 0, 1_000));
         log.flush().unwrap();
-        assert_eq!(pooled(), 3);
-        // The next record takes a pooled buffer; written, it comes back.
-        assert!(log.record(&p.borrowed()));
-        assert_eq!(pooled(), 2);
-        log.flush().unwrap();
-        assert_eq!(pooled(), 3);
-        assert_eq!(log.stats().written, 4);
+        // The threads have ended: their lanes are forgotten, their counts kept.
+        assert_eq!(log.shared.lane_count.load(Ordering::Relaxed), 0);
+        let s = log.stats();
+        assert_eq!((s.records, s.written, s.buffered), (1_000, 1_000, 0));
         log.close();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = ArtifactStore::open(dir.path().to_str().unwrap()).unwrap();
+        let t = rt
+            .block_on(read_predictions(&store, "gb", 0, 3_600_000))
+            .unwrap();
+        let mut ids: Vec<String> = match t.column("request_id").unwrap() {
+            kiln_data::plain::PlainColumn::Str(v) => v.iter().flatten().cloned().collect(),
+            other => panic!("{other:?}"),
+        };
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 1_000);
+    }
+
+    #[test]
+    fn a_lane_gets_a_used_chunk_back_and_a_closed_log_refuses_in_every_lane() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = start(dir.path());
+        let lane_capacity = || {
+            MY_LANES.with(|m| {
+                let m = m.borrow();
+                let (_, lane) = m.iter().find(|(id, _)| *id == log.id).unwrap();
+                lane.state.lock().unwrap().chunk.data.capacity()
+            })
+        };
+        for i in 0..100 {
+            assert!(log.record(&prediction(format!("a{i}")).borrowed()));
+        }
+        let used = lane_capacity();
+        log.flush().unwrap();
+        assert!(log.record(&prediction("b".into()).borrowed()));
+        log.flush().unwrap();
+        // The second take handed the lane the chunk the first one wrote: room for 100.
+        assert!(lane_capacity() >= used, "{} < {used}", lane_capacity());
+        log.close();
+        assert!(!log.record(&prediction("late".into()).borrowed()));
+        std::thread::scope(|scope| {
+            scope.spawn(|| assert!(!log.record(&prediction("new lane".into()).borrowed())));
+        });
+        let s = log.stats();
+        assert_eq!((s.records, s.written, s.dropped), (101, 101, 2));
     }
 }

@@ -25,9 +25,9 @@ pub fn pack(p: &PredictionRef<'_>) -> Vec<u8> {
     out
 }
 
-/// Packs `p` at the end of `out` (a recycled buffer: no allocation when it is large enough).
+/// Packs `p` at the end of `out` (records are packed back to back into one buffer per
+/// serving thread; it grows as a vector does).
 pub fn pack_into(p: &PredictionRef<'_>, out: &mut Vec<u8>) {
-    out.reserve(packed_len(p));
     put_str(out, p.deployment);
     put_str(out, p.version);
     put_str(out, p.request_id);
