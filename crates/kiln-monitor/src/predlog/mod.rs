@@ -32,6 +32,7 @@ pub mod layout;
 pub mod parquet;
 pub mod read;
 pub mod table;
+mod thrift;
 pub mod wire;
 mod writer;
 
