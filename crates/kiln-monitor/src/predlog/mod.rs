@@ -152,6 +152,11 @@ impl Chunk {
 
     fn push(&mut self, packed: &[u8], rows: usize) {
         self.data.extend_from_slice(packed);
+        self.seal(rows);
+    }
+
+    /// Ends a record: the bytes written at the end of `data` since the last one.
+    fn seal(&mut self, rows: usize) {
         self.ends.push((self.data.len(), rows));
         self.rows += rows;
     }
@@ -336,10 +341,7 @@ impl PredictionLog {
                 st.dropped += 1;
                 return false;
             }
-            let rows = p.rows();
-            let end = st.chunk.data.len();
-            st.chunk.ends.push((end, rows));
-            st.chunk.rows += rows;
+            st.chunk.seal(p.rows());
             st.records += 1;
             true
         })
