@@ -8,11 +8,12 @@
 
 use std::borrow::Cow;
 
+use kiln_ml::{Tensor, TensorData};
 use kiln_transform::Value;
 
 use super::parquet::{ColumnData, Values};
-use super::table::{self, Kind, Source};
-use super::wire::{Elem, InputsView, TensorView, View};
+use super::table::{self, InputsRef, Kind, PredictionRef, Source};
+use super::wire;
 
 impl ColumnData {
     fn new(name: String, kind: Kind, rows: usize, dictionary: bool) -> Option<ColumnData> {
@@ -109,16 +110,95 @@ impl ColumnData {
 
     /// Appends element `i` of a tensor, as the column's type (null when the tensor has
     /// fewer elements or another type).
-    fn elem(&mut self, t: &TensorView<'_>, i: usize) {
+    fn elem(&mut self, d: &TensorData, i: usize) {
         match self.values {
-            Values::F64(_) => self.f64(t.f64_at(i)),
-            Values::I64(_) => self.i64(t.i64_at(i)),
-            Values::Bool(_) => self.bool(t.bool_at(i)),
+            Values::F64(_) => self.f64(match d {
+                TensorData::Fp32(v) => v.get(i).map(|x| f64::from(*x)),
+                TensorData::Fp64(v) => v.get(i).copied(),
+                _ => None,
+            }),
+            Values::I64(_) => self.i64(match d {
+                TensorData::Int32(v) => v.get(i).map(|x| i64::from(*x)),
+                TensorData::Int64(v) => v.get(i).copied(),
+                _ => None,
+            }),
+            Values::Bool(_) => self.bool(match d {
+                TensorData::Bool(v) => v.get(i).copied(),
+                _ => None,
+            }),
             Values::Str { .. } => {
-                let s = t.bytes_at(i).map(String::from_utf8_lossy);
+                let s = match d {
+                    TensorData::Bytes(v) => v.get(i).map(|b| String::from_utf8_lossy(b)),
+                    _ => None,
+                };
                 self.str(s.as_deref());
             }
             Values::Date(_) | Values::Timestamp(_) => self.null(),
+        }
+    }
+
+    /// The same column with no rows (room for `rows`).
+    fn empty_like(&self, rows: usize) -> ColumnData {
+        let values = match &self.values {
+            Values::F64(_) => Values::F64(Vec::with_capacity(rows)),
+            Values::I64(_) => Values::I64(Vec::with_capacity(rows)),
+            Values::Bool(_) => Values::Bool(Vec::with_capacity(rows)),
+            Values::Str { .. } => Values::Str {
+                data: Vec::new(),
+                ends: Vec::with_capacity(rows),
+            },
+            Values::Date(_) => Values::Date(Vec::with_capacity(rows)),
+            Values::Timestamp(_) => Values::Timestamp(Vec::with_capacity(rows)),
+        };
+        ColumnData {
+            name: self.name.clone(),
+            valid: Vec::with_capacity(rows),
+            values,
+            dictionary: self.dictionary,
+        }
+    }
+
+    /// Appends `other`'s rows (a column of the same type).
+    fn append(&mut self, other: &ColumnData) {
+        self.valid.extend_from_slice(&other.valid);
+        match (&mut self.values, &other.values) {
+            (Values::F64(a), Values::F64(b)) => a.extend_from_slice(b),
+            (Values::I64(a), Values::I64(b)) | (Values::Timestamp(a), Values::Timestamp(b)) => {
+                a.extend_from_slice(b)
+            }
+            (Values::Bool(a), Values::Bool(b)) => a.extend_from_slice(b),
+            (Values::Date(a), Values::Date(b)) => a.extend_from_slice(b),
+            (
+                Values::Str { data, ends },
+                Values::Str {
+                    data: more,
+                    ends: more_ends,
+                },
+            ) => {
+                let base = data.len();
+                data.extend_from_slice(more);
+                ends.extend(more_ends.iter().map(|e| e + base));
+            }
+            // Never: both come from one schema. Keep the rows in step.
+            _ => {
+                let n = other.valid.len();
+                self.valid.truncate(self.valid.len() - n);
+                self.nulls(n);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.valid.clear();
+        match &mut self.values {
+            Values::F64(v) => v.clear(),
+            Values::I64(v) | Values::Timestamp(v) => v.clear(),
+            Values::Bool(v) => v.clear(),
+            Values::Str { data, ends } => {
+                data.clear();
+                ends.clear();
+            }
+            Values::Date(v) => v.clear(),
         }
     }
 
@@ -160,59 +240,9 @@ impl ColumnData {
     }
 }
 
-/// Appends each row's elements of `t` to `cols` (element `j` of a row to `cols[j]`); floats
-/// straight from the record's bytes (the common case: ~30 a record).
-fn push_tensor(cols: &mut [ColumnData], t: &TensorView<'_>, rows: usize) {
-    fn floats<const N: usize>(
-        cols: &mut [ColumnData],
-        raw: &[u8],
-        rows: usize,
-        width: usize,
-        read: impl Fn([u8; N]) -> f64,
-    ) {
-        for r in 0..rows {
-            let at = N * r * width;
-            match raw.get(at..at + N * cols.len()) {
-                // The whole row is there (always, for a tensor the server built): one slice
-                // check, then a float per column.
-                Some(row) => {
-                    for (col, w) in cols.iter_mut().zip(row.chunks_exact(N)) {
-                        let mut b = [0; N];
-                        b.copy_from_slice(w);
-                        col.f64(Some(read(b)));
-                    }
-                }
-                None => {
-                    for (j, col) in cols.iter_mut().enumerate() {
-                        let at = at + N * j;
-                        let x = raw
-                            .get(at..at + N)
-                            .and_then(|w| <[u8; N]>::try_from(w).ok())
-                            .map(&read);
-                        col.f64(x);
-                    }
-                }
-            }
-        }
-    }
-    let width: usize = t.shape.iter().skip(1).product();
-    match t.elem {
-        Elem::Fp32 => floats(cols, t.raw(), rows, width, |w| {
-            f64::from(f32::from_le_bytes(w))
-        }),
-        Elem::Fp64 => floats(cols, t.raw(), rows, width, f64::from_le_bytes),
-        _ => {
-            for r in 0..rows {
-                for (j, col) in cols.iter_mut().enumerate() {
-                    col.elem(t, r * width + j);
-                }
-            }
-        }
-    }
-}
-
 /// The columns a tensor fills: `width` of them from `first`, element `j` of each row in
 /// column `first + j`.
+#[derive(Clone, Copy)]
 struct Span {
     input: bool,
     t: usize,
@@ -220,26 +250,86 @@ struct Span {
     width: usize,
 }
 
+/// A float tensor's columns, kept row by row as they come (one copy of each row's
+/// elements, widened to f64) and split into columns when the file is written. NaN is null.
+struct Block {
+    span: Span,
+    /// `width` values a row.
+    data: Vec<f64>,
+}
+
+impl Block {
+    /// Appends each row's elements of `t` (NaN where it has none, or another type).
+    fn push(&mut self, t: Option<&Tensor>, rows: usize) {
+        let width = self.span.width;
+        let n = rows * width;
+        let Some(t) = t else {
+            self.data.extend(std::iter::repeat_n(f64::NAN, n));
+            return;
+        };
+        let stride: usize = t.shape.iter().skip(1).product();
+        match &t.data {
+            // The whole request, as the server built it: one widening copy.
+            TensorData::Fp32(v) if stride == width && v.len() >= n => {
+                self.data.extend(v[..n].iter().map(|&x| f64::from(x)));
+            }
+            TensorData::Fp64(v) if stride == width && v.len() >= n => {
+                self.data.extend_from_slice(&v[..n]);
+            }
+            d => {
+                for r in 0..rows {
+                    for j in 0..width {
+                        let i = r * stride + j;
+                        self.data.push(match d {
+                            TensorData::Fp32(v) => v.get(i).map_or(f64::NAN, |&x| f64::from(x)),
+                            TensorData::Fp64(v) => v.get(i).copied().unwrap_or(f64::NAN),
+                            _ => f64::NAN,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Records of one schema (equal `schema_key`s) folded into columns one at a time, as they
-/// arrive (each record's bytes are read once, while they are in cache; a tensor's elements
-/// go straight into its columns).
+/// are answered: on the serving thread that answered them, from the request's own tensors
+/// (nothing is packed or read back). Float tensors — nearly all of a record — are copied a
+/// row at a time into a [`Block`]; the rest go straight into their columns.
 pub(crate) struct Builder {
     cols: Vec<ColumnData>,
     rows: usize,
     /// Fixed columns: (column, which).
     fixed: Vec<(usize, usize)>,
     spans: Vec<Span>,
+    blocks: Vec<Block>,
+    /// Whether a column is filled from a block (only when the file is written).
+    in_block: Vec<bool>,
     /// Raw input columns: (column, raw column).
     raw: Vec<(usize, usize)>,
+}
+
+fn tensor<'a>(p: &PredictionRef<'a>, input: bool, t: usize) -> Option<&'a Tensor> {
+    if input {
+        match p.inputs {
+            InputsRef::Tensors(ts) => ts.get(t),
+            InputsRef::Rows { .. } => None,
+        }
+    } else {
+        p.outputs.get(t)
+    }
 }
 
 impl Builder {
     /// Columns for records shaped like `first` (room for `capacity` rows to start with);
     /// `None` when the schema has a list column.
-    pub(crate) fn new(first: &View<'_>, capacity: usize) -> Option<Builder> {
-        let specs = table::specs(first);
+    pub(crate) fn new(first: &PredictionRef<'_>, capacity: usize) -> Option<Builder> {
+        // The column specs are read from the packed form, as the table path reads them
+        // (once per builder).
+        let packed = wire::pack(first);
+        let specs = table::specs(&wire::view(&packed)?);
         let mut cols = Vec::with_capacity(specs.len());
-        let (mut fixed, mut spans, mut raw) = (vec![], Vec::<Span>::new(), vec![]);
+        let (mut fixed, mut spans, mut raw) = (vec![], Vec::<(Span, Kind)>::new(), vec![]);
         for (k, s) in specs.iter().enumerate() {
             // Model, version and raw string inputs repeat: a dictionary. Request ids do not.
             let dictionary = s.kind == Kind::Str && !matches!(s.source, Source::Fixed(0));
@@ -251,26 +341,62 @@ impl Builder {
             )?);
             match s.source {
                 Source::Fixed(i) => fixed.push((k, i)),
-                Source::Elem { input, t, j: 0 } => spans.push(Span {
-                    input,
-                    t,
-                    first: k,
-                    width: 1,
-                }),
+                Source::Elem { input, t, j: 0 } => spans.push((
+                    Span {
+                        input,
+                        t,
+                        first: k,
+                        width: 1,
+                    },
+                    s.kind,
+                )),
                 // The elements of a tensor are consecutive columns.
-                Source::Elem { .. } => spans.last_mut()?.width += 1,
+                Source::Elem { .. } => spans.last_mut()?.0.width += 1,
                 Source::Raw(ci) => raw.push((k, ci)),
                 // Lists are refused above (`ColumnData::new`).
                 Source::RowList { .. } | Source::Whole { .. } => return None,
+            }
+        }
+        let mut in_block = vec![false; cols.len()];
+        let (mut blocks, mut other) = (vec![], vec![]);
+        for (span, kind) in spans {
+            if kind == Kind::F64 {
+                in_block[span.first..span.first + span.width].fill(true);
+                let data = Vec::with_capacity(capacity * span.width);
+                blocks.push(Block { span, data });
+            } else {
+                other.push(span);
             }
         }
         Some(Builder {
             cols,
             rows: 0,
             fixed,
-            spans,
+            spans: other,
+            blocks,
+            in_block,
             raw,
         })
+    }
+
+    /// The same columns with no rows (room for `capacity`).
+    pub(crate) fn empty_like(&self, capacity: usize) -> Builder {
+        Builder {
+            cols: self.cols.iter().map(|c| c.empty_like(capacity)).collect(),
+            rows: 0,
+            fixed: self.fixed.clone(),
+            spans: self.spans.clone(),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| Block {
+                    span: b.span,
+                    data: Vec::with_capacity(capacity * b.span.width),
+                })
+                .collect(),
+            in_block: self.in_block.clone(),
+            raw: self.raw.clone(),
+        }
     }
 
     /// Rows so far.
@@ -279,7 +405,7 @@ impl Builder {
     }
 
     /// Appends a record of this schema.
-    pub(crate) fn push(&mut self, p: &View<'_>) {
+    pub(crate) fn push(&mut self, p: &PredictionRef<'_>) {
         let rows = p.rows();
         self.rows += rows;
         let cols = &mut self.cols;
@@ -297,68 +423,103 @@ impl Builder {
                 }
             }
         }
+        for b in &mut self.blocks {
+            b.push(tensor(p, b.span.input, b.span.t), rows);
+        }
         for s in &self.spans {
             let cols = &mut cols[s.first..s.first + s.width];
-            let tensor = if s.input {
-                match &p.inputs {
-                    InputsView::Tensors(ts) => ts.get(s.t),
-                    InputsView::Rows { .. } => None,
-                }
-            } else {
-                p.outputs.get(s.t)
-            };
-            let Some(t) = tensor else {
+            let Some(t) = tensor(p, s.input, s.t) else {
                 cols.iter_mut().for_each(|c| c.nulls(rows));
                 continue;
             };
-            push_tensor(cols, t, rows);
+            let stride: usize = t.shape.iter().skip(1).product();
+            for r in 0..rows {
+                for (j, col) in cols.iter_mut().enumerate() {
+                    col.elem(&t.data, r * stride + j);
+                }
+            }
         }
-        match &p.inputs {
-            InputsView::Rows { rows: values, .. } => {
+        match p.inputs {
+            InputsRef::Rows { rows: values, .. } => {
                 for row in values {
                     for &(k, ci) in &self.raw {
                         cols[k].value(row.get(ci));
                     }
                 }
             }
-            InputsView::Tensors(_) => self.raw.iter().for_each(|&(k, _)| cols[k].nulls(rows)),
+            InputsRef::Tensors(_) => self.raw.iter().for_each(|&(k, _)| cols[k].nulls(rows)),
         }
     }
 
-    /// The columns built so far.
-    pub(crate) fn columns(&self) -> &[ColumnData] {
+    /// Appends `other`'s rows (a builder of the same schema: see [`Builder::empty_like`]).
+    pub(crate) fn append(&mut self, other: &Builder) {
+        self.rows += other.rows;
+        for (k, (c, o)) in self.cols.iter_mut().zip(&other.cols).enumerate() {
+            if !self.in_block[k] {
+                c.append(o);
+            }
+        }
+        for (b, o) in self.blocks.iter_mut().zip(&other.blocks) {
+            b.data.extend_from_slice(&o.data);
+        }
+    }
+
+    /// The columns of the rows so far (the blocks split into their columns).
+    pub(crate) fn columns(&mut self) -> &[ColumnData] {
+        for b in &self.blocks {
+            let width = b.span.width;
+            for j in 0..width {
+                let col = &mut self.cols[b.span.first + j];
+                col.clear();
+                let Values::F64(v) = &mut col.values else {
+                    continue;
+                };
+                col.valid.reserve(self.rows);
+                v.reserve(self.rows);
+                for &x in b.data.iter().skip(j).step_by(width) {
+                    let present = !x.is_nan();
+                    col.valid.push(present);
+                    if present {
+                        v.push(x);
+                    }
+                }
+            }
+        }
         &self.cols
+    }
+
+    /// Room the columns and blocks hold, in values (what [`Builder::clear`] keeps).
+    pub(crate) fn capacity(&self) -> usize {
+        self.cols.iter().map(|c| c.valid.capacity()).sum::<usize>()
+            + self.blocks.iter().map(|b| b.data.capacity()).sum::<usize>()
     }
 
     /// Empties the columns, keeping their room for the next records.
     pub(crate) fn clear(&mut self) {
-        for c in &mut self.cols {
-            c.valid.clear();
-            match &mut c.values {
-                Values::F64(v) => v.clear(),
-                Values::I64(v) | Values::Timestamp(v) => v.clear(),
-                Values::Bool(v) => v.clear(),
-                Values::Str { data, ends } => {
-                    data.clear();
-                    ends.clear();
-                }
-                Values::Date(v) => v.clear(),
-            }
-        }
+        self.cols.iter_mut().for_each(ColumnData::clear);
+        self.blocks.iter_mut().for_each(|b| b.data.clear());
         self.rows = 0;
     }
 }
 
 /// Records of one schema (equal `schema_key`s) as columns, with their row count; `None`
-/// when the schema has a list column.
+/// when the schema has a list column. Built in two builders and appended, as the lanes and
+/// the writer do.
 #[cfg(test)]
-pub(crate) fn build(group: &[&View<'_>]) -> Option<(Vec<ColumnData>, usize)> {
-    let total: usize = group.iter().map(|p| p.rows()).sum();
-    let mut b = Builder::new(group.first()?, total)?;
-    for p in group {
-        b.push(p);
+pub(crate) fn build(group: &[&table::Prediction]) -> Option<(Vec<ColumnData>, usize)> {
+    let first = group.first()?.borrowed();
+    let mut b = Builder::new(&first, 4)?;
+    let mut other = b.empty_like(1);
+    let half = group.len() / 2;
+    for p in &group[..half] {
+        b.push(&p.borrowed());
     }
-    Some((b.cols, b.rows))
+    for p in &group[half..] {
+        other.push(&p.borrowed());
+    }
+    b.append(&other);
+    let cols = b.columns().to_vec();
+    Some((cols, b.rows))
 }
 
 #[cfg(test)]
@@ -478,7 +639,8 @@ mod tests {
             let views: Vec<View<'_>> = packed.iter().map(|b| wire::view(b).unwrap()).collect();
             let refs: Vec<&View<'_>> = views.iter().collect();
             let expected = table::to_table(&refs);
-            let (columns, rows) = build(&refs).unwrap();
+            let group: Vec<&Prediction> = group.iter().collect();
+            let (columns, rows) = build(&group).unwrap();
             assert_eq!(rows, expected.height());
             for codec in [Codec::None, Codec::Lz4Raw, Codec::Zstd(1)] {
                 let bytes = Encoder::new(codec).unwrap().file(&columns, rows).unwrap();
@@ -501,9 +663,7 @@ mod tests {
             )]),
             vec![t("bias", vec![3], TensorData::Fp64(vec![1.0, 2.0, 3.0]))],
         );
-        let packed = wire::pack(&p.borrowed());
-        let view = wire::view(&packed).unwrap();
-        assert!(build(&[&view]).is_none());
+        assert!(build(&[&p]).is_none());
     }
 
     #[test]
@@ -517,7 +677,7 @@ mod tests {
         let packed = wire::pack(&p.borrowed());
         let view = wire::view(&packed).unwrap();
         let expected = table::to_table(&[&view]);
-        let (columns, rows) = build(&[&view]).unwrap();
+        let (columns, rows) = build(&[&p]).unwrap();
         assert_eq!(rows, 0);
         let bytes = Encoder::new(Codec::Lz4Raw)
             .unwrap()

@@ -2,21 +2,21 @@
 //! Parquet files to the artifact store, partitioned by deployment, date and hour (see
 //! [`layout`] for the paths and [`table`] for the columns).
 //!
-//! [`PredictionLog::record`] never blocks and never does I/O: it packs the record (see
-//! [`wire`]) at the end of the calling thread's own lane, a buffer only that thread and the
-//! writer touch, after checking the bounds (records and bytes) against the room the writer's
+//! [`PredictionLog::record`] never blocks and never does I/O: it folds the record, straight
+//! from the request's tensors, into typed columns (`columns`) per file to be (deployment,
+//! hour, schema) in the calling thread's own lane, a buffer only that thread and the writer
+//! touch, after checking the bounds (records and bytes) against the room the writer's
 //! records leave, split between the lanes; a record that does not fit is dropped and
 //! counted. Nothing on that path is shared between serving threads: no queue, no counter
-//! written per record, no allocation once the lanes' buffers have grown. The writer thread
-//! (`kiln-predlog`) wakes every [`PredictionLogConfig::tick`], swaps each lane's records for
-//! an empty buffer and folds them at once, while they are in cache, into typed columns per
-//! file to be (deployment, hour, schema; `columns`); it writes when it holds
+//! written per record, no allocation once the lanes' columns have grown. The writer thread
+//! (`kiln-predlog`) wakes every [`PredictionLogConfig::tick`], swaps each lane's columns for
+//! the ones it emptied at the previous take and appends them to its own; it writes when it holds
 //! [`PredictionLogConfig::flush_rows`] rows or its oldest record has waited
 //! [`PredictionLogConfig::flush_interval`] (by the injected [`Clock`]), on
 //! [`PredictionLog::flush`], and on [`PredictionLog::close`]. It writes the Parquet itself
 //! ([`parquet`]: LZ4 pages, a dictionary only for repeated strings), so that logging every
 //! request costs a few thousand instructions a record; records with list columns are kept
-//! packed and go through [`table`] and Polars.
+//! packed (see [`wire`]) and go through [`table`] and Polars.
 //!
 //! Durability: each file is one whole-object put (a local directory gets a staging file
 //! renamed into place; S3 a completed upload), so a reader never sees a partial file, and part
@@ -128,7 +128,8 @@ pub struct CloseReport {
     pub discarded: u64,
 }
 
-/// Records packed back to back (see [`wire`]), with where each ends and its row count.
+/// Records packed back to back (see [`wire`]), with where each ends and its row count: the
+/// records of a schema with list columns, which go through [`table`] and Polars.
 #[derive(Default)]
 struct Chunk {
     data: Vec<u8>,
@@ -138,36 +139,28 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn len(&self) -> usize {
-        self.ends.len()
+    /// Packs `p` at the end.
+    fn push(&mut self, p: &PredictionRef<'_>) {
+        wire::pack_into(p, &mut self.data);
+        self.ends.push((self.data.len(), p.rows()));
+        self.rows += p.rows();
     }
 
-    fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+    fn append(&mut self, other: &Chunk) {
+        let base = self.data.len();
+        self.data.extend_from_slice(&other.data);
+        self.ends
+            .extend(other.ends.iter().map(|&(end, rows)| (base + end, rows)));
+        self.rows += other.rows;
     }
 
-    fn bytes(&self) -> usize {
-        self.data.len()
-    }
-
-    fn push(&mut self, packed: &[u8], rows: usize) {
-        self.data.extend_from_slice(packed);
-        self.seal(rows);
-    }
-
-    /// Ends a record: the bytes written at the end of `data` since the last one.
-    fn seal(&mut self, rows: usize) {
-        self.ends.push((self.data.len(), rows));
-        self.rows += rows;
-    }
-
-    /// Each record's packed bytes and rows, oldest first.
-    fn records(&self) -> impl Iterator<Item = (&[u8], usize)> + '_ {
+    /// Each record's packed bytes, oldest first.
+    fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut start = 0;
-        self.ends.iter().map(move |&(end, rows)| {
+        self.ends.iter().map(move |&(end, _)| {
             let r = &self.data[start..end];
             start = end;
-            (r, rows)
+            r
         })
     }
 
@@ -178,8 +171,110 @@ impl Chunk {
     }
 }
 
-/// One serving thread's part of the buffer. The thread packs its records into its own lane
-/// (a lock nobody else takes but the writer, once a tick), so logging a record touches no
+/// (deployment, hour, schema): the file a record goes to.
+type GroupKey = (String, i64, table::Schema);
+
+/// The records of one file to be, in a lane or in the writer.
+struct Group {
+    key: GroupKey,
+    body: Body,
+    records: usize,
+    rows: usize,
+    /// The records' packed size (what the buffer's byte bound counts).
+    bytes: usize,
+    /// Takes (in a lane) or writes (in the writer) since it last had a record: an idle group
+    /// is forgotten.
+    idle: u8,
+}
+
+enum Body {
+    /// Records folded into typed columns as they are answered.
+    Columns(columns::Builder),
+    /// A schema with list columns: the packed records.
+    Packed(Chunk),
+}
+
+impl Group {
+    /// A group for records shaped like `p` in `hour`, with room for `capacity` rows.
+    fn new(p: &PredictionRef<'_>, hour: i64, capacity: usize) -> Group {
+        let body = match columns::Builder::new(p, capacity) {
+            Some(b) => Body::Columns(b),
+            None => Body::Packed(Chunk::default()),
+        };
+        Group {
+            key: (p.deployment.to_string(), hour, table::Schema::of(p)),
+            body,
+            records: 0,
+            rows: 0,
+            bytes: 0,
+            idle: 0,
+        }
+    }
+
+    /// The same file to be, with no records.
+    fn empty_like(&self, capacity: usize) -> Group {
+        Group {
+            key: self.key.clone(),
+            body: match &self.body {
+                Body::Columns(b) => Body::Columns(b.empty_like(capacity)),
+                Body::Packed(_) => Body::Packed(Chunk::default()),
+            },
+            records: 0,
+            rows: 0,
+            bytes: 0,
+            idle: 0,
+        }
+    }
+
+    fn matches(&self, p: &PredictionRef<'_>, hour: i64) -> bool {
+        self.key.1 == hour && self.key.0 == p.deployment && self.key.2.matches(p)
+    }
+
+    fn push(&mut self, p: &PredictionRef<'_>, bytes: usize) {
+        match &mut self.body {
+            Body::Columns(b) => b.push(p),
+            Body::Packed(c) => c.push(p),
+        }
+        self.records += 1;
+        self.rows += p.rows();
+        self.bytes += bytes;
+    }
+
+    /// Adds `other`'s records (a group with the same key).
+    fn append(&mut self, other: &Group) {
+        match (&mut self.body, &other.body) {
+            (Body::Columns(a), Body::Columns(b)) => a.append(b),
+            (Body::Packed(a), Body::Packed(b)) => a.append(b),
+            // Equal keys make the same body.
+            _ => unreachable!("groups of one key with different bodies"),
+        }
+        self.records += other.records;
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.idle = 0;
+    }
+
+    /// Room it keeps for records, in bytes (roughly).
+    fn room(&self) -> usize {
+        match &self.body {
+            Body::Columns(b) => 8 * b.capacity(),
+            Body::Packed(c) => c.data.capacity(),
+        }
+    }
+
+    fn clear(&mut self) {
+        match &mut self.body {
+            Body::Columns(b) => b.clear(),
+            Body::Packed(c) => c.clear(),
+        }
+        self.records = 0;
+        self.rows = 0;
+        self.bytes = 0;
+    }
+}
+
+/// One serving thread's part of the buffer. The thread folds its records into its own lane
+/// (a lock nobody else takes but the writer, twice a tick), so logging a record touches no
 /// memory another thread writes: no shared queue, counter or allocation per record.
 #[derive(Default)]
 struct Lane {
@@ -188,13 +283,42 @@ struct Lane {
 
 #[derive(Default)]
 struct LaneState {
-    /// Records accepted and not yet taken by the writer.
-    chunk: Chunk,
+    /// Records accepted and not yet taken by the writer, by file.
+    groups: Vec<Group>,
+    /// The group the last record went to (the next one nearly always goes there too).
+    last: usize,
+    /// The groups the writer took last, emptied and handed back: the lane takes them up at
+    /// the next take, so that both sets keep their room.
+    spare: Vec<Group>,
+    /// Records and packed bytes in `groups`.
+    pending: usize,
+    pending_bytes: usize,
     /// Records this lane accepted, and refused, since it was made.
     records: u64,
     dropped: u64,
     /// The log is closed: refuse everything.
     closed: bool,
+}
+
+/// Rows a lane's new group has room for (it grows as records come).
+const LANE_ROWS: usize = 64;
+
+impl LaneState {
+    /// The group for `p` (made if need be).
+    fn group_for(&mut self, p: &PredictionRef<'_>, hour: i64) -> &mut Group {
+        let g = match self.groups.get(self.last) {
+            Some(g) if g.matches(p, hour) => self.last,
+            _ => match self.groups.iter().position(|g| g.matches(p, hour)) {
+                Some(g) => g,
+                None => {
+                    self.groups.push(Group::new(p, hour, LANE_ROWS));
+                    self.groups.len() - 1
+                }
+            },
+        };
+        self.last = g;
+        &mut self.groups[g]
+    }
 }
 
 /// Lanes of the log's serving threads.
@@ -225,7 +349,7 @@ struct Shared {
     written: AtomicU64,
 }
 
-/// Chunks with more room than this are not kept for reuse.
+/// A lane's groups with more room than this are not kept for reuse.
 const MAX_SPARE_BYTES: usize = 8 << 20;
 
 static NEXT_LOG_ID: AtomicU64 = AtomicU64::new(1);
@@ -327,21 +451,21 @@ impl PredictionLog {
                 .max_records
                 .saturating_sub(held_records)
                 .div_ceil(lanes);
-            if st.closed || st.chunk.len() >= room_records {
+            if st.closed || st.pending >= room_records {
                 st.dropped += 1;
                 return false;
             }
-            let before = st.chunk.data.len();
-            wire::pack_into(p, &mut st.chunk.data);
-            let bytes = st.chunk.data.len() - before;
+            let bytes = wire::packed_len(p);
             let room_bytes = self.max_bytes.saturating_sub(held_bytes).div_ceil(lanes);
-            let alone = before == 0 && held_bytes == 0;
-            if before + bytes > room_bytes && !alone {
-                st.chunk.data.truncate(before);
+            let alone = st.pending_bytes == 0 && held_bytes == 0;
+            if st.pending_bytes + bytes > room_bytes && !alone {
                 st.dropped += 1;
                 return false;
             }
-            st.chunk.seal(p.rows());
+            let hour = layout::hour_of_ms(p.time_us.div_euclid(1_000));
+            st.group_for(p, hour).push(p, bytes);
+            st.pending += 1;
+            st.pending_bytes += bytes;
             st.records += 1;
             true
         })
@@ -359,7 +483,7 @@ impl PredictionLog {
                 let st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
                 records += st.records;
                 dropped += st.dropped;
-                in_lanes += st.chunk.len() as u64;
+                in_lanes += st.pending as u64;
             }
         }
         LogStats {
@@ -488,14 +612,15 @@ mod tests {
     }
 
     #[test]
-    fn a_lane_gets_a_used_chunk_back_and_a_closed_log_refuses_in_every_lane() {
+    fn a_lane_gets_its_used_columns_back_and_a_closed_log_refuses_in_every_lane() {
         let dir = tempfile::tempdir().unwrap();
         let log = start(dir.path());
         let lane_capacity = || {
             MY_LANES.with(|m| {
                 let m = m.borrow();
                 let (_, lane) = m.iter().find(|(id, _)| *id == log.id).unwrap();
-                lane.state.lock().unwrap().chunk.data.capacity()
+                let st = lane.state.lock().unwrap();
+                st.groups.iter().map(Group::room).sum::<usize>()
             })
         };
         for i in 0..100 {
@@ -505,7 +630,7 @@ mod tests {
         log.flush().unwrap();
         assert!(log.record(&prediction("b".into()).borrowed()));
         log.flush().unwrap();
-        // The second take handed the lane the chunk the first one wrote: room for 100.
+        // The second take handed the lane the columns the first one took: room for 100.
         assert!(lane_capacity() >= used, "{} < {used}", lane_capacity());
         log.close();
         assert!(!log.record(&prediction("late".into()).borrowed()));

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use kiln_data::plain::{PlainColumn, PlainTable};
-use kiln_ml::Tensor;
+use kiln_ml::{Tensor, TensorData};
 use kiln_transform::{Column, DType, Value};
 
 use super::wire::{self, Elem, InputsView, TensorView, View};
@@ -134,7 +134,7 @@ impl PredictionRef<'_> {
 }
 
 /// The physical type of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
     F64,
     I64,
@@ -178,7 +178,7 @@ fn empty(kind: Kind, cap: usize) -> PlainColumn {
 }
 
 /// How a tensor is laid out in columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Layout {
     /// Rank 1 and per row: one column `NAME`.
     Scalar,
@@ -238,24 +238,87 @@ pub(crate) fn schema_key(p: &View<'_>) -> String {
     k
 }
 
-/// Whether two records have the same columns: what equal [`schema_key`]s say, without
-/// making the keys (the writer asks it of every record and the one before it).
-pub(crate) fn same_schema(a: &View<'_>, b: &View<'_>) -> bool {
-    let (ra, rb) = (a.rows(), b.rows());
-    let same = |x: &[TensorView<'_>], y: &[TensorView<'_>]| {
-        x.len() == y.len()
-            && x.iter().zip(y).all(|(s, t)| {
-                s.name == t.name
-                    && elem_kind(s.elem) == elem_kind(t.elem)
-                    && layout(&s.shape, ra) == layout(&t.shape, rb)
-            })
-    };
-    let inputs = match (&a.inputs, &b.inputs) {
-        (InputsView::Tensors(x), InputsView::Tensors(y)) => same(x, y),
-        (InputsView::Rows { columns: x, .. }, InputsView::Rows { columns: y, .. }) => x == y,
-        _ => false,
-    };
-    inputs && same(&a.outputs, &b.outputs)
+/// What decides a record's columns (equal for records whose [`schema_key`]s are equal),
+/// owned, so that a serving thread can tell whether a record joins the columns it is
+/// building without keeping the records before it or making a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Schema {
+    /// Input tensors, or raw input columns (name and type tag).
+    inputs: SchemaInputs,
+    outputs: Vec<TensorSchema>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum SchemaInputs {
+    Tensors(Vec<TensorSchema>),
+    Rows(Vec<(String, u8)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TensorSchema {
+    name: String,
+    kind: Kind,
+    layout: Layout,
+}
+
+fn data_kind(d: &TensorData) -> Kind {
+    match d {
+        TensorData::Bool(_) => Kind::Bool,
+        TensorData::Int32(_) | TensorData::Int64(_) => Kind::I64,
+        TensorData::Fp32(_) | TensorData::Fp64(_) => Kind::F64,
+        TensorData::Bytes(_) => Kind::Str,
+    }
+}
+
+impl Schema {
+    pub(crate) fn of(p: &PredictionRef<'_>) -> Schema {
+        let rows = p.rows();
+        let tensors = |ts: &[Tensor]| -> Vec<TensorSchema> {
+            ts.iter()
+                .map(|t| TensorSchema {
+                    name: t.name.clone(),
+                    kind: data_kind(&t.data),
+                    layout: layout(&t.shape, rows),
+                })
+                .collect()
+        };
+        Schema {
+            inputs: match p.inputs {
+                InputsRef::Tensors(ts) => SchemaInputs::Tensors(tensors(ts)),
+                InputsRef::Rows { columns, .. } => SchemaInputs::Rows(
+                    columns
+                        .iter()
+                        .map(|c| (c.name.clone(), wire::dtype_tag(c.dtype)))
+                        .collect(),
+                ),
+            },
+            outputs: tensors(p.outputs),
+        }
+    }
+
+    /// Whether `p` has these columns (`Schema::of(p) == *self`, without making it).
+    pub(crate) fn matches(&self, p: &PredictionRef<'_>) -> bool {
+        let rows = p.rows();
+        let same = |x: &[TensorSchema], y: &[Tensor]| {
+            x.len() == y.len()
+                && x.iter().zip(y).all(|(s, t)| {
+                    s.name == t.name
+                        && s.kind == data_kind(&t.data)
+                        && s.layout == layout(&t.shape, rows)
+                })
+        };
+        let inputs = match (&self.inputs, p.inputs) {
+            (SchemaInputs::Tensors(x), InputsRef::Tensors(y)) => same(x, y),
+            (SchemaInputs::Rows(x), InputsRef::Rows { columns: y, .. }) => {
+                x.len() == y.len()
+                    && x.iter()
+                        .zip(y)
+                        .all(|((n, d), c)| *n == c.name && *d == wire::dtype_tag(c.dtype))
+            }
+            _ => false,
+        };
+        inputs && same(&self.outputs, p.outputs)
+    }
 }
 
 /// Where a column's values come from.
@@ -600,7 +663,6 @@ pub fn to_tables(records: &[&Prediction]) -> Vec<PlainTable> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_ml::TensorData;
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
         Tensor::new(name, shape, data).unwrap()
@@ -757,15 +819,20 @@ mod tests {
             Some(&PlainColumn::Timestamp(vec![Some(5), None, Some(5), None]))
         );
         assert_eq!(tables[1].names()[6..], ["X_0", "label"]);
-        // The writer's shortcut agrees with the keys.
-        let packed: Vec<Vec<u8>> = [&raw, &tensor, &raw]
-            .iter()
-            .map(|p| wire::pack(&p.borrowed()))
-            .collect();
+        // The serving threads' schemas agree with the keys.
+        let mut other_rows = raw.clone();
+        if let Inputs::Rows { columns, .. } = &mut other_rows.inputs {
+            columns[1].dtype = DType::Int;
+        }
+        let records = [&raw, &tensor, &other_rows];
+        let packed: Vec<Vec<u8>> = records.iter().map(|p| wire::pack(&p.borrowed())).collect();
         let views: Vec<View<'_>> = packed.iter().map(|b| wire::view(b).unwrap()).collect();
-        for a in &views {
-            for b in &views {
-                assert_eq!(same_schema(a, b), schema_key(a) == schema_key(b));
+        for (a, va) in records.iter().zip(&views) {
+            for (b, vb) in records.iter().zip(&views) {
+                let same_key = schema_key(va) == schema_key(vb);
+                let schema = Schema::of(&a.borrowed());
+                assert_eq!(schema == Schema::of(&b.borrowed()), same_key);
+                assert_eq!(schema.matches(&b.borrowed()), same_key);
             }
         }
         assert_eq!(

@@ -1,13 +1,14 @@
-//! A prediction packed into one byte buffer for the trip from the request thread to the
-//! writer thread.
+//! A prediction packed into one byte buffer: how a record whose schema has list columns
+//! waits in a lane and in the writer for the table path (other records are folded into
+//! columns as they come), and how a column builder reads its first record's schema.
 //!
-//! Why: a [`Prediction`] owns a dozen small allocations (strings, shapes, tensor data). Sent as
-//! is, every one of them is freed on the writer thread, and the system allocator serves such
-//! cross-thread frees through the allocating thread's arena lock: at tens of thousands of
-//! records a second the HTTP workers then wait on their own allocator. Packed, a record is one
-//! allocation; the writer unpacks it into its own memory. The format is private to this
+//! Why packed: a [`Prediction`] owns a dozen small allocations (strings, shapes, tensor
+//! data). Kept as is, every one of them is freed on the writer thread, and the system
+//! allocator serves such cross-thread frees through the allocating thread's arena lock.
+//! Packed, records lie back to back in one buffer per lane. The format is private to this
 //! process (native field order, little-endian numbers), never stored. The writer reads a
 //! packed record in place ([`view`]): strings and tensor data are not copied out of it.
+//! [`packed_len`] is also the measure of the buffer's byte bound.
 
 use kiln_ml::{Tensor, TensorData};
 use kiln_transform::{DType, Value};
@@ -193,7 +194,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-fn dtype_tag(d: DType) -> u8 {
+pub(crate) fn dtype_tag(d: DType) -> u8 {
     match d {
         DType::Int => 0,
         DType::Float => 1,

@@ -1,6 +1,6 @@
-//! The prediction log's writer thread: takes the lanes' records every tick, folds them into
-//! typed columns per file to be (deployment, hour, schema), and writes the files when due
-//! (see the module above for when, and what is kept when a write fails).
+//! The prediction log's writer thread: takes the lanes' columns every tick, appends them to
+//! its own per file to be (deployment, hour, schema), and writes the files when due (see the
+//! module above for when, and what is kept when a write fails).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,45 +11,10 @@ use std::time::Duration;
 use kiln_store::ArtifactStore;
 
 use super::{
-    Chunk, CloseReport, MAX_SPARE_BYTES, Msg, PredLogError, PredictionLogConfig, Shared, columns,
-    layout, parquet, table, wire,
+    Body, CloseReport, Group, GroupKey, MAX_SPARE_BYTES, Msg, PredLogError, PredictionLogConfig,
+    Shared, layout, parquet, table, wire,
 };
 use crate::clock::Clock;
-
-/// The records of one file to be: one deployment, hour and schema.
-struct Group {
-    key: GroupKey,
-    body: Body,
-    records: usize,
-    rows: usize,
-    /// Packed bytes of its records (what the buffer's byte bound counts).
-    bytes: usize,
-    /// Writes since it last had a record (an idle group is forgotten at the next).
-    idle: u8,
-}
-
-/// (deployment, hour, schema key).
-type GroupKey = (String, i64, String);
-
-enum Body {
-    /// Records folded into typed columns as they are taken.
-    Columns(columns::Builder),
-    /// A schema with list columns: the packed records, written through a table and Polars.
-    Packed(Chunk),
-}
-
-impl Group {
-    fn clear(&mut self) {
-        match &mut self.body {
-            Body::Columns(b) => b.clear(),
-            Body::Packed(c) => c.clear(),
-        }
-        self.records = 0;
-        self.rows = 0;
-        self.bytes = 0;
-        self.idle = 0;
-    }
-}
 
 pub(super) struct Writer {
     rx: Receiver<Msg>,
@@ -66,8 +31,6 @@ pub(super) struct Writer {
     held_records: usize,
     held_bytes: usize,
     held_rows: usize,
-    /// Empty chunks to hand the lanes in exchange for theirs.
-    spares: Vec<Chunk>,
     /// When the oldest held record was taken (clock ms).
     oldest_ms: i64,
     /// No automatic write before this (after a failure).
@@ -103,7 +66,6 @@ impl Writer {
             held_records: 0,
             held_bytes: 0,
             held_rows: 0,
-            spares: Vec::new(),
             oldest_ms: 0,
             next_attempt_ms: i64::MIN,
         })
@@ -152,43 +114,56 @@ impl Writer {
         }
     }
 
-    /// Takes every lane's records (handing it an empty chunk) and folds them into their
-    /// groups at once, while they are in cache; forgets lanes whose threads have ended. With
-    /// `close`, the lanes refuse records from now on.
+    /// Takes every lane's records: hands it the groups it took from it last time (emptied,
+    /// with their room) in exchange for the ones it filled since, and appends those to its
+    /// own; forgets lanes whose threads have ended. With `close`, the lanes refuse records
+    /// from now on.
     fn take(&mut self, close: bool) {
         let shared = self.shared.clone();
         let mut lanes = shared.lanes.lock().unwrap_or_else(|p| p.into_inner());
         lanes.closed |= close;
         let mut gone = Vec::new();
         for (i, lane) in lanes.all.iter().enumerate() {
-            let mut chunk = {
+            let mut taken = {
                 let mut st = lane.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.closed |= close;
                 // Only the list holds it: its thread has ended.
                 if Arc::strong_count(lane) == 1 {
                     gone.push((i, st.records, st.dropped));
                 }
-                if st.chunk.is_empty() {
+                if st.pending == 0 {
                     continue;
                 }
-                let mut chunk = self.spares.pop().unwrap_or_default();
-                std::mem::swap(&mut chunk, &mut st.chunk);
+                let st = &mut *st;
+                std::mem::swap(&mut st.groups, &mut st.spare);
+                st.last = 0;
                 if self.held_records == 0 {
                     self.oldest_ms = self.clock.now_ms();
                 }
-                self.held_records += chunk.len();
-                self.held_bytes += chunk.bytes();
-                self.held_rows += chunk.rows;
+                self.held_records += st.pending;
+                self.held_bytes += st.pending_bytes;
+                self.held_rows += st.spare.iter().map(|g| g.rows).sum::<usize>();
+                st.pending = 0;
+                st.pending_bytes = 0;
                 // Published before the lane is unlocked: its thread never counts these
                 // records twice (in its lane and as held) or not at all.
                 self.publish();
-                chunk
+                std::mem::take(&mut st.spare)
             };
-            self.fold(&chunk);
-            chunk.clear();
-            if chunk.data.capacity() <= MAX_SPARE_BYTES && self.spares.len() < 64 {
-                self.spares.push(chunk);
+            for g in &mut taken {
+                if g.records == 0 {
+                    g.idle = g.idle.saturating_add(1);
+                    continue;
+                }
+                g.idle = 0;
+                let w = self.group_for(g);
+                self.groups[w].append(g);
+                g.clear();
             }
+            // Groups idle for several takes (an hour that has passed, a version no longer
+            // served) and groups grown too large are not handed back.
+            taken.retain(|g| g.idle < 8 && g.room() <= MAX_SPARE_BYTES);
+            lane.state.lock().unwrap_or_else(|p| p.into_inner()).spare = taken;
         }
         for &(i, records, dropped) in gone.iter().rev() {
             lanes.all.swap_remove(i);
@@ -198,72 +173,16 @@ impl Writer {
         shared.lane_count.store(lanes.all.len(), Ordering::Relaxed);
     }
 
-    /// Adds a chunk's records to their groups. A record shaped like the one before it joins
-    /// its group without making a key.
-    fn fold(&mut self, chunk: &Chunk) {
-        let mut last: Option<(wire::View<'_>, usize)> = None;
-        let mut unreadable = 0;
-        for (packed, rows) in chunk.records() {
-            let Some(v) = wire::view(packed) else {
-                unreadable += 1;
-                continue;
-            };
-            let hour = layout::hour_of_ms(v.time_us.div_euclid(1_000));
-            let g = match &last {
-                Some((u, g))
-                    if u.deployment == v.deployment
-                        && self.groups[*g].key.1 == hour
-                        && table::same_schema(u, &v) =>
-                {
-                    *g
-                }
-                _ => self.group_for(&v, hour),
-            };
-            let group = &mut self.groups[g];
-            match &mut group.body {
-                Body::Columns(b) => b.push(&v),
-                Body::Packed(c) => c.push(packed, rows),
-            }
-            group.records += 1;
-            group.rows += rows;
-            group.bytes += packed.len();
-            last = Some((v, g));
-        }
-        if unreadable > 0 {
-            // Never made by this process; not worth keeping.
-            tracing::error!(
-                records = unreadable,
-                "prediction log: unreadable records dropped"
-            );
-            self.shared
-                .dropped
-                .fetch_add(unreadable as u64, Ordering::Relaxed);
-            self.recount();
-        }
-    }
-
-    /// The group of records shaped like `v` in `hour`, made if need be.
-    fn group_for(&mut self, v: &wire::View<'_>, hour: i64) -> usize {
-        let key = (v.deployment.to_string(), hour, table::schema_key(v));
-        if let Some(&g) = self.index.get(&key) {
-            return g;
+    /// The writer's group for the records of `g`'s file, made if need be.
+    fn group_for(&mut self, g: &Group) -> usize {
+        if let Some(&w) = self.index.get(&g.key) {
+            return w;
         }
         let capacity = self.config.flush_rows.clamp(1, 4_096);
-        let body = match columns::Builder::new(v, capacity) {
-            Some(b) => Body::Columns(b),
-            None => Body::Packed(Chunk::default()),
-        };
-        let g = self.groups.len();
-        self.groups.push(Group {
-            key: key.clone(),
-            body,
-            records: 0,
-            rows: 0,
-            bytes: 0,
-            idle: 0,
-        });
-        self.index.insert(key, g);
-        g
+        let w = self.groups.len();
+        self.groups.push(g.empty_like(capacity));
+        self.index.insert(g.key.clone(), w);
+        w
     }
 
     /// The held totals from the groups, published.
@@ -374,14 +293,16 @@ impl Writer {
     }
 
     fn write_file(&mut self, g: usize, now_ms: i64) -> Result<(), PredLogError> {
-        let group = &self.groups[g];
-        let (bytes, rows) = match &group.body {
-            Body::Columns(b) => (self.encoder.file(b.columns(), b.rows())?, b.rows()),
+        let group = &mut self.groups[g];
+        let (bytes, rows) = match &mut group.body {
+            Body::Columns(b) => {
+                let rows = b.rows();
+                (self.encoder.file(b.columns(), rows)?, rows)
+            }
             Body::Packed(chunk) => {
                 // List columns: through a table and Polars (on this thread only: the
                 // serving threads keep the other cores).
-                let views: Vec<wire::View<'_>> =
-                    chunk.records().filter_map(|(b, _)| wire::view(b)).collect();
+                let views: Vec<wire::View<'_>> = chunk.records().filter_map(wire::view).collect();
                 let refs: Vec<&wire::View<'_>> = views.iter().collect();
                 let table = table::to_table(&refs);
                 let options = kiln_data::plain::WriteOptions {
