@@ -302,9 +302,9 @@ impl Schema {
         let same = |x: &[TensorSchema], y: &[Tensor]| {
             x.len() == y.len()
                 && x.iter().zip(y).all(|(s, t)| {
-                    s.name == t.name
-                        && s.kind == data_kind(&t.data)
+                    s.kind == data_kind(&t.data)
                         && s.layout == layout(&t.shape, rows)
+                        && s.name == t.name
                 })
         };
         let inputs = match (&self.inputs, p.inputs) {
