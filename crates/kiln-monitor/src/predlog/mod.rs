@@ -433,13 +433,15 @@ impl PredictionLog {
         })
     }
 
-    /// Takes a record without blocking: packs it at the end of this thread's lane. Returns
+    /// Takes a record without blocking: folds it into this thread's lane (the columns of its
+    /// file to be, made on its first record; packed if its schema has list columns). Returns
     /// whether it was accepted (else it was dropped and counted: the buffer is full or the
     /// log closed).
     ///
     /// The bounds: the room the writer's records leave is shared evenly between the lanes
-    /// (so all lanes together stay within the bounds, give or take a record a lane). A
-    /// record larger than the byte bound still goes in when nothing else is buffered.
+    /// (so all lanes together stay within the bounds, give or take a record a lane). Bytes
+    /// are counted as the record packed ([`wire::packed_len`]). A record larger than the
+    /// byte bound still goes in when nothing else is buffered.
     pub fn record(&self, p: &PredictionRef<'_>) -> bool {
         let s = &*self.shared;
         self.with_lane(|lane| {
