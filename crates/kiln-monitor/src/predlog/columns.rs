@@ -498,10 +498,27 @@ impl Builder {
         &self.cols
     }
 
-    /// Room the columns and blocks hold, in values (what [`Builder::clear`] keeps).
-    pub(crate) fn capacity(&self) -> usize {
-        self.cols.iter().map(|c| c.valid.capacity()).sum::<usize>()
-            + self.blocks.iter().map(|b| b.data.capacity()).sum::<usize>()
+    /// Bytes the columns and blocks hold room for (what [`Builder::clear`] keeps).
+    pub(crate) fn room(&self) -> usize {
+        let cols: usize = self
+            .cols
+            .iter()
+            .map(|c| {
+                c.valid.capacity()
+                    + match &c.values {
+                        Values::F64(v) => 8 * v.capacity(),
+                        Values::I64(v) | Values::Timestamp(v) => 8 * v.capacity(),
+                        Values::Bool(v) => v.capacity(),
+                        Values::Date(v) => 4 * v.capacity(),
+                        Values::Str { data, ends } => data.capacity() + 8 * ends.capacity(),
+                    }
+            })
+            .sum();
+        cols + self
+            .blocks
+            .iter()
+            .map(|b| 8 * b.data.capacity())
+            .sum::<usize>()
     }
 
     /// Empties the columns, keeping their room for the next records.

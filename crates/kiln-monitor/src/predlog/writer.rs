@@ -157,7 +157,14 @@ impl Writer {
                 }
                 g.idle = 0;
                 let w = self.group_for(g);
-                self.groups[w].append(g);
+                if !self.groups[w].append(g) {
+                    // Never made by this server (see `Group::append`); not worth keeping.
+                    tracing::error!(
+                        records = g.records,
+                        "prediction log: records of an unexpected shape dropped"
+                    );
+                    self.forget(g.records, g.rows, g.bytes);
+                }
                 g.clear();
             }
             // Groups idle for several takes (an hour that has passed, a version no longer
@@ -183,6 +190,17 @@ impl Writer {
         self.groups.push(g.empty_like(capacity));
         self.index.insert(g.key.clone(), w);
         w
+    }
+
+    /// Records held and counted that will never be written: dropped.
+    fn forget(&mut self, records: usize, rows: usize, bytes: usize) {
+        self.held_records -= records;
+        self.held_rows -= rows;
+        self.held_bytes -= bytes;
+        self.publish();
+        self.shared
+            .dropped
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     /// The held totals from the groups, published.
@@ -258,12 +276,25 @@ impl Writer {
         let mut first_error = None;
         for g in order {
             match self.write_file(g, now) {
-                Ok(()) => {
+                Ok(written) => {
                     let group = &mut self.groups[g];
-                    self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    if written > 0 {
+                        self.shared.flushes.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.shared
                         .written
-                        .fetch_add(group.records as u64, Ordering::Relaxed);
+                        .fetch_add(written as u64, Ordering::Relaxed);
+                    let unreadable = group.records.saturating_sub(written);
+                    if unreadable > 0 {
+                        // Never made by this process; not worth keeping.
+                        tracing::error!(
+                            records = unreadable,
+                            "prediction log: unreadable records dropped"
+                        );
+                        self.shared
+                            .dropped
+                            .fetch_add(unreadable as u64, Ordering::Relaxed);
+                    }
                     group.clear();
                 }
                 Err(e) => {
@@ -292,8 +323,11 @@ impl Writer {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn write_file(&mut self, g: usize, now_ms: i64) -> Result<(), PredLogError> {
+    /// Writes group `g`'s file; returns the records written (a packed record that cannot be
+    /// read back is left out).
+    fn write_file(&mut self, g: usize, now_ms: i64) -> Result<usize, PredLogError> {
         let group = &mut self.groups[g];
+        let mut records = group.records;
         let (bytes, rows) = match &mut group.body {
             Body::Columns(b) => {
                 let rows = b.rows();
@@ -303,6 +337,10 @@ impl Writer {
                 // List columns: through a table and Polars (on this thread only: the
                 // serving threads keep the other cores).
                 let views: Vec<wire::View<'_>> = chunk.records().filter_map(wire::view).collect();
+                records = views.len();
+                if views.is_empty() {
+                    return Ok(0);
+                }
                 let refs: Vec<&wire::View<'_>> = views.iter().collect();
                 let table = table::to_table(&refs);
                 let options = kiln_data::plain::WriteOptions {
@@ -321,6 +359,6 @@ impl Writer {
             );
         self.rt.block_on(self.store.put_stream(&path, body))?;
         tracing::debug!(%path, rows, "prediction log: file written");
-        Ok(())
+        Ok(records)
     }
 }
