@@ -31,6 +31,7 @@ mod columns;
 pub mod layout;
 pub mod parquet;
 pub mod read;
+mod schema;
 pub mod table;
 mod thrift;
 pub mod wire;
@@ -172,7 +173,7 @@ impl Chunk {
 }
 
 /// (deployment, hour, schema): the file a record goes to.
-type GroupKey = (String, i64, table::Schema);
+type GroupKey = (String, i64, schema::Schema);
 
 /// The records of one file to be, in a lane or in the writer.
 struct Group {
@@ -202,7 +203,7 @@ impl Group {
             None => Body::Packed(Chunk::default()),
         };
         Group {
-            key: (p.deployment.to_string(), hour, table::Schema::of(p)),
+            key: (p.deployment.to_string(), hour, schema::Schema::of(p)),
             body,
             records: 0,
             rows: 0,

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
 use kiln_data::plain::{PlainColumn, PlainTable};
-use kiln_ml::{Tensor, TensorData};
+use kiln_ml::Tensor;
 use kiln_transform::{Column, DType, Value};
 
 use super::wire::{self, Elem, InputsView, TensorView, View};
@@ -179,7 +179,7 @@ fn empty(kind: Kind, cap: usize) -> PlainColumn {
 
 /// How a tensor is laid out in columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Layout {
+pub(crate) enum Layout {
     /// Rank 1 and per row: one column `NAME`.
     Scalar,
     /// Per row, `width` elements each: columns `NAME_0 …`.
@@ -190,7 +190,7 @@ enum Layout {
     Whole,
 }
 
-fn layout(shape: &[usize], rows: usize) -> Layout {
+pub(crate) fn layout(shape: &[usize], rows: usize) -> Layout {
     match shape.split_first() {
         Some((&n, rest)) if n == rows => {
             let width: usize = rest.iter().product();
@@ -236,89 +236,6 @@ pub(crate) fn schema_key(p: &View<'_>) -> String {
     k.push('\u{3}');
     tensors(&mut k, &p.outputs);
     k
-}
-
-/// What decides a record's columns (equal for records whose [`schema_key`]s are equal),
-/// owned, so that a serving thread can tell whether a record joins the columns it is
-/// building without keeping the records before it or making a key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct Schema {
-    /// Input tensors, or raw input columns (name and type tag).
-    inputs: SchemaInputs,
-    outputs: Vec<TensorSchema>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum SchemaInputs {
-    Tensors(Vec<TensorSchema>),
-    Rows(Vec<(String, u8)>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct TensorSchema {
-    name: String,
-    kind: Kind,
-    layout: Layout,
-}
-
-fn data_kind(d: &TensorData) -> Kind {
-    match d {
-        TensorData::Bool(_) => Kind::Bool,
-        TensorData::Int32(_) | TensorData::Int64(_) => Kind::I64,
-        TensorData::Fp32(_) | TensorData::Fp64(_) => Kind::F64,
-        TensorData::Bytes(_) => Kind::Str,
-    }
-}
-
-impl Schema {
-    pub(crate) fn of(p: &PredictionRef<'_>) -> Schema {
-        let rows = p.rows();
-        let tensors = |ts: &[Tensor]| -> Vec<TensorSchema> {
-            ts.iter()
-                .map(|t| TensorSchema {
-                    name: t.name.clone(),
-                    kind: data_kind(&t.data),
-                    layout: layout(&t.shape, rows),
-                })
-                .collect()
-        };
-        Schema {
-            inputs: match p.inputs {
-                InputsRef::Tensors(ts) => SchemaInputs::Tensors(tensors(ts)),
-                InputsRef::Rows { columns, .. } => SchemaInputs::Rows(
-                    columns
-                        .iter()
-                        .map(|c| (c.name.clone(), wire::dtype_tag(c.dtype)))
-                        .collect(),
-                ),
-            },
-            outputs: tensors(p.outputs),
-        }
-    }
-
-    /// Whether `p` has these columns (`Schema::of(p) == *self`, without making it).
-    pub(crate) fn matches(&self, p: &PredictionRef<'_>) -> bool {
-        let rows = p.rows();
-        let same = |x: &[TensorSchema], y: &[Tensor]| {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|(s, t)| {
-                    s.kind == data_kind(&t.data)
-                        && s.layout == layout(&t.shape, rows)
-                        && s.name == t.name
-                })
-        };
-        let inputs = match (&self.inputs, p.inputs) {
-            (SchemaInputs::Tensors(x), InputsRef::Tensors(y)) => same(x, y),
-            (SchemaInputs::Rows(x), InputsRef::Rows { columns: y, .. }) => {
-                x.len() == y.len()
-                    && x.iter()
-                        .zip(y)
-                        .all(|((n, d), c)| *n == c.name && *d == wire::dtype_tag(c.dtype))
-            }
-            _ => false,
-        };
-        inputs && same(&self.outputs, p.outputs)
-    }
 }
 
 /// Where a column's values come from.
@@ -662,7 +579,9 @@ pub fn to_tables(records: &[&Prediction]) -> Vec<PlainTable> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::schema::Schema;
     use super::*;
+    use kiln_ml::TensorData;
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
         Tensor::new(name, shape, data).unwrap()
