@@ -137,27 +137,6 @@ impl ColumnData {
         }
     }
 
-    /// The same column with no rows (room for `rows`).
-    fn empty_like(&self, rows: usize) -> ColumnData {
-        let values = match &self.values {
-            Values::F64(_) => Values::F64(Vec::with_capacity(rows)),
-            Values::I64(_) => Values::I64(Vec::with_capacity(rows)),
-            Values::Bool(_) => Values::Bool(Vec::with_capacity(rows)),
-            Values::Str { .. } => Values::Str {
-                data: Vec::new(),
-                ends: Vec::with_capacity(rows),
-            },
-            Values::Date(_) => Values::Date(Vec::with_capacity(rows)),
-            Values::Timestamp(_) => Values::Timestamp(Vec::with_capacity(rows)),
-        };
-        ColumnData {
-            name: self.name.clone(),
-            valid: Vec::with_capacity(rows),
-            values,
-            dictionary: self.dictionary,
-        }
-    }
-
     /// Appends `other`'s rows (a column of the same type).
     fn append(&mut self, other: &ColumnData) {
         self.valid.extend_from_slice(&other.valid);
@@ -252,6 +231,7 @@ struct Span {
 
 /// A float tensor's columns, kept row by row as they come (one copy of each row's
 /// elements, widened to f64) and split into columns when the file is written. NaN is null.
+#[derive(Clone)]
 struct Block {
     span: Span,
     /// `width` values a row.
@@ -296,6 +276,7 @@ impl Block {
 /// are answered: on the serving thread that answered them, from the request's own tensors
 /// (nothing is packed or read back). Float tensors — nearly all of a record — are copied a
 /// row at a time into a [`Block`]; the rest go straight into their columns.
+#[derive(Clone)]
 pub(crate) struct Builder {
     cols: Vec<ColumnData>,
     rows: usize,
@@ -379,24 +360,12 @@ impl Builder {
         })
     }
 
-    /// The same columns with no rows (room for `capacity`).
-    pub(crate) fn empty_like(&self, capacity: usize) -> Builder {
-        Builder {
-            cols: self.cols.iter().map(|c| c.empty_like(capacity)).collect(),
-            rows: 0,
-            fixed: self.fixed.clone(),
-            spans: self.spans.clone(),
-            blocks: self
-                .blocks
-                .iter()
-                .map(|b| Block {
-                    span: b.span,
-                    data: Vec::with_capacity(capacity * b.span.width),
-                })
-                .collect(),
-            in_block: self.in_block.clone(),
-            raw: self.raw.clone(),
-        }
+    /// The same columns with no rows (made once per file to be; the rows copied and dropped
+    /// are one take's).
+    pub(crate) fn empty_like(&self) -> Builder {
+        let mut b = self.clone();
+        b.clear();
+        b
     }
 
     /// Rows so far.
@@ -536,7 +505,7 @@ impl Builder {
 pub(crate) fn build(group: &[&table::Prediction]) -> Option<(Vec<ColumnData>, usize)> {
     let first = group.first()?.borrowed();
     let mut b = Builder::new(&first, 4)?;
-    let mut other = b.empty_like(1);
+    let mut other = b.empty_like();
     let half = group.len() / 2;
     for p in &group[..half] {
         b.push(&p.borrowed());

@@ -129,36 +129,32 @@ pub struct CloseReport {
     pub discarded: u64,
 }
 
-/// Records packed back to back (see [`wire`]), with where each ends and its row count: the
-/// records of a schema with list columns, which go through [`table`] and Polars.
+/// Records packed back to back (see [`wire`]), with where each ends: the records of a
+/// schema with list columns, which go through [`table`] and Polars.
 #[derive(Default)]
 struct Chunk {
     data: Vec<u8>,
-    /// Each record's end in `data`, and its rows.
-    ends: Vec<(usize, usize)>,
-    rows: usize,
+    /// Each record's end in `data`.
+    ends: Vec<usize>,
 }
 
 impl Chunk {
     /// Packs `p` at the end.
     fn push(&mut self, p: &PredictionRef<'_>) {
         wire::pack_into(p, &mut self.data);
-        self.ends.push((self.data.len(), p.rows()));
-        self.rows += p.rows();
+        self.ends.push(self.data.len());
     }
 
     fn append(&mut self, other: &Chunk) {
         let base = self.data.len();
         self.data.extend_from_slice(&other.data);
-        self.ends
-            .extend(other.ends.iter().map(|&(end, rows)| (base + end, rows)));
-        self.rows += other.rows;
+        self.ends.extend(other.ends.iter().map(|end| base + end));
     }
 
     /// Each record's packed bytes, oldest first.
     fn records(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut start = 0;
-        self.ends.iter().map(move |&(end, _)| {
+        self.ends.iter().map(move |&end| {
             let r = &self.data[start..end];
             start = end;
             r
@@ -168,7 +164,6 @@ impl Chunk {
     fn clear(&mut self) {
         self.data.clear();
         self.ends.clear();
-        self.rows = 0;
     }
 }
 
@@ -213,11 +208,11 @@ impl Group {
     }
 
     /// The same file to be, with no records.
-    fn empty_like(&self, capacity: usize) -> Group {
+    fn empty_like(&self) -> Group {
         Group {
             key: self.key.clone(),
             body: match &self.body {
-                Body::Columns(b) => Body::Columns(b.empty_like(capacity)),
+                Body::Columns(b) => Body::Columns(b.empty_like()),
                 Body::Packed(_) => Body::Packed(Chunk::default()),
             },
             records: 0,

@@ -185,9 +185,8 @@ impl Writer {
         if let Some(&w) = self.index.get(&g.key) {
             return w;
         }
-        let capacity = self.config.flush_rows.clamp(1, 4_096);
         let w = self.groups.len();
-        self.groups.push(g.empty_like(capacity));
+        self.groups.push(g.empty_like());
         self.index.insert(g.key.clone(), w);
         w
     }
