@@ -571,11 +571,12 @@ def test_prediction_log_reads_back_in_pyarrow_pandas_and_duckdb(tmp_path, rows):
     assert set(df["model"].astype(str)) == {MODEL} and set(df["version"].astype(str)) == {"1"}
     assert df["date"].astype(str).str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
     x_cols = [f"X_{j}" for j in range(N_FEATURES)]
-    assert all(str(df[c].dtype) == "float64" for c in x_cols), df.dtypes
+    # The model's float32 inputs keep their type (Parquet FLOAT).
+    assert all(str(df[c].dtype) == "float32" for c in x_cols), df.dtypes
     for rid, batch in sent.items():
         got = df[df["request_id"] == rid].sort_values("row")
         assert list(got["row"]) == list(range(len(batch))), (rid, got["row"])
-        np.testing.assert_array_equal(got[x_cols].to_numpy(), batch.astype(np.float64), err_msg=rid)
+        np.testing.assert_array_equal(got[x_cols].to_numpy(), batch.astype(np.float32), err_msg=rid)
         assert got["latency_us"].ge(0).all() and got["probabilities_1"].between(0, 1).all(), got
 
     # pandas on one file, DuckDB over all of them: the same rows.

@@ -1101,7 +1101,7 @@ async fn infer_inner(
                     );
                 }
             }
-            with_request_id(with_version(r, &model.version), logged.as_ref())
+            with_request_id(with_version(r, &model.version), logged)
         }
         Err(e) => {
             series.request(started.elapsed(), false);
@@ -1121,9 +1121,10 @@ fn request_id_header(headers: &HeaderMap) -> Option<&str> {
 
 /// With a prediction log, every answer names its request id (`X-Request-Id`), by which
 /// feedback refers to the logged prediction.
-fn with_request_id(mut r: Response, logged: Option<&crate::predlog::Logged<'_>>) -> Response {
+/// The id is moved into the header, not copied (the record has been made).
+fn with_request_id(mut r: Response, logged: Option<crate::predlog::Logged<'_>>) -> Response {
     if let Some(l) = logged
-        && let Ok(v) = HeaderValue::from_str(&l.id)
+        && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(l.id))
     {
         r.headers_mut().insert(REQUEST_ID.clone(), v);
     }
@@ -1322,7 +1323,7 @@ async fn invocations(
                     .into_response(),
                 &model.version,
             );
-            with_request_id(r, logged.as_ref())
+            with_request_id(r, logged)
         }
         Err(e) => {
             series.request(started.elapsed(), false);

@@ -18,6 +18,7 @@ use super::wire;
 impl ColumnData {
     fn new(name: String, kind: Kind, rows: usize, dictionary: bool) -> Option<ColumnData> {
         let values = match kind {
+            Kind::F32 => Values::F32(Vec::with_capacity(rows)),
             Kind::F64 => Values::F64(Vec::with_capacity(rows)),
             Kind::I64 => Values::I64(Vec::with_capacity(rows)),
             Kind::Bool => Values::Bool(Vec::with_capacity(rows)),
@@ -51,6 +52,11 @@ impl ColumnData {
         match (&mut self.values, x.and_then(table::f)) {
             (Values::F64(v), Some(x)) => {
                 v.push(x);
+                self.valid.push(true);
+            }
+            // A float32 column only ever gets float32 values (its schema says so).
+            (Values::F32(v), Some(x)) => {
+                v.push(x as f32);
                 self.valid.push(true);
             }
             _ => self.valid.push(false),
@@ -112,7 +118,7 @@ impl ColumnData {
     /// fewer elements or another type).
     fn elem(&mut self, d: &TensorData, i: usize) {
         match self.values {
-            Values::F64(_) => self.f64(match d {
+            Values::F32(_) | Values::F64(_) => self.f64(match d {
                 TensorData::Fp32(v) => v.get(i).map(|x| f64::from(*x)),
                 TensorData::Fp64(v) => v.get(i).copied(),
                 _ => None,
@@ -141,6 +147,7 @@ impl ColumnData {
     fn append(&mut self, other: &ColumnData) {
         self.valid.extend_from_slice(&other.valid);
         match (&mut self.values, &other.values) {
+            (Values::F32(a), Values::F32(b)) => a.extend_from_slice(b),
             (Values::F64(a), Values::F64(b)) => a.extend_from_slice(b),
             (Values::I64(a), Values::I64(b)) | (Values::Timestamp(a), Values::Timestamp(b)) => {
                 a.extend_from_slice(b)
@@ -170,6 +177,7 @@ impl ColumnData {
     fn clear(&mut self) {
         self.valid.clear();
         match &mut self.values {
+            Values::F32(v) => v.clear(),
             Values::F64(v) => v.clear(),
             Values::I64(v) | Values::Timestamp(v) => v.clear(),
             Values::Bool(v) => v.clear(),
@@ -189,7 +197,7 @@ impl ColumnData {
             return;
         };
         match self.values {
-            Values::F64(_) => self.f64(v.to_f64()),
+            Values::F32(_) | Values::F64(_) => self.f64(v.to_f64()),
             Values::I64(_) => self.i64(match v {
                 Value::Int(i) | Value::Timestamp(i) => Some(*i),
                 Value::Bool(b) => Some(i64::from(*b)),
@@ -230,43 +238,129 @@ struct Span {
 }
 
 /// A float tensor's columns, kept row by row as they come (one copy of each row's
-/// elements, widened to f64) and split into columns when the file is written. NaN is null.
+/// elements, in the tensor's own type) and split into columns when the file is written. NaN
+/// is null.
 #[derive(Clone)]
 struct Block {
     span: Span,
     /// `width` values a row.
-    data: Vec<f64>,
+    data: Floats,
 }
 
-impl Block {
-    /// Appends each row's elements of `t` (NaN where it has none, or another type).
-    fn push(&mut self, t: Option<&Tensor>, rows: usize) {
-        let width = self.span.width;
-        let n = rows * width;
-        let Some(t) = t else {
-            self.data.extend(std::iter::repeat_n(f64::NAN, n));
-            return;
+#[derive(Clone)]
+enum Floats {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// A float a block holds.
+trait Float: Copy {
+    const NAN: Self;
+    fn of(d: &TensorData, i: usize) -> Option<Self>;
+    /// Appends the first `n` elements of `d` in one copy; false when it has fewer or
+    /// another type.
+    fn extend(out: &mut Vec<Self>, d: &TensorData, n: usize) -> bool;
+    fn is_nan(self) -> bool;
+    /// The column's values, if it holds this type.
+    fn values(v: &mut Values) -> Option<&mut Vec<Self>>;
+}
+
+impl Float for f32 {
+    const NAN: f32 = f32::NAN;
+    fn of(d: &TensorData, i: usize) -> Option<f32> {
+        match d {
+            TensorData::Fp32(v) => v.get(i).copied(),
+            // Never: a float32 block's schema has a float32 tensor.
+            TensorData::Fp64(v) => v.get(i).map(|&x| x as f32),
+            _ => None,
+        }
+    }
+    fn extend(out: &mut Vec<f32>, d: &TensorData, n: usize) -> bool {
+        match d {
+            TensorData::Fp32(v) if v.len() >= n => out.extend_from_slice(&v[..n]),
+            _ => return false,
+        }
+        true
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn values(v: &mut Values) -> Option<&mut Vec<f32>> {
+        match v {
+            Values::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Float for f64 {
+    const NAN: f64 = f64::NAN;
+    fn of(d: &TensorData, i: usize) -> Option<f64> {
+        match d {
+            TensorData::Fp64(v) => v.get(i).copied(),
+            TensorData::Fp32(v) => v.get(i).map(|&x| f64::from(x)),
+            _ => None,
+        }
+    }
+    fn extend(out: &mut Vec<f64>, d: &TensorData, n: usize) -> bool {
+        match d {
+            TensorData::Fp64(v) if v.len() >= n => out.extend_from_slice(&v[..n]),
+            TensorData::Fp32(v) if v.len() >= n => out.extend(v[..n].iter().map(|&x| f64::from(x))),
+            _ => return false,
+        }
+        true
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn values(v: &mut Values) -> Option<&mut Vec<f64>> {
+        match v {
+            Values::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Appends each row's `width` elements of `t` (NaN where it has none, or another type).
+fn push_rows<T: Float>(out: &mut Vec<T>, t: Option<&Tensor>, width: usize, rows: usize) {
+    let n = rows * width;
+    let Some(t) = t else {
+        out.extend(std::iter::repeat_n(T::NAN, n));
+        return;
+    };
+    let stride: usize = t.shape.iter().skip(1).product();
+    // The whole request, as the server built it: one copy.
+    if stride == width && T::extend(out, &t.data, n) {
+        return;
+    }
+    for r in 0..rows {
+        out.extend((0..width).map(|j| T::of(&t.data, r * stride + j).unwrap_or(T::NAN)));
+    }
+}
+
+/// Splits a block's rows (`width` values each) into its columns.
+fn split<T: Float>(data: &[T], width: usize, rows: usize, cols: &mut [ColumnData]) {
+    // Nothing missing (nearly always): every row valid, each column a strided copy.
+    let whole = width > 0
+        && data.len() == rows * width
+        && !data.iter().fold(false, |nan, x| nan | x.is_nan());
+    for (j, col) in cols.iter_mut().enumerate().take(width) {
+        col.clear();
+        let Some(v) = T::values(&mut col.values) else {
+            continue;
         };
-        let stride: usize = t.shape.iter().skip(1).product();
-        match &t.data {
-            // The whole request, as the server built it: one widening copy.
-            TensorData::Fp32(v) if stride == width && v.len() >= n => {
-                self.data.extend(v[..n].iter().map(|&x| f64::from(x)));
-            }
-            TensorData::Fp64(v) if stride == width && v.len() >= n => {
-                self.data.extend_from_slice(&v[..n]);
-            }
-            d => {
-                for r in 0..rows {
-                    for j in 0..width {
-                        let i = r * stride + j;
-                        self.data.push(match d {
-                            TensorData::Fp32(v) => v.get(i).map_or(f64::NAN, |&x| f64::from(x)),
-                            TensorData::Fp64(v) => v.get(i).copied().unwrap_or(f64::NAN),
-                            _ => f64::NAN,
-                        });
-                    }
-                }
+        if whole {
+            col.valid.resize(rows, true);
+            v.extend(data.chunks_exact(width).map(|row| row[j]));
+            continue;
+        }
+        col.valid.reserve(rows);
+        v.reserve(rows);
+        for &x in data.iter().skip(j).step_by(width) {
+            let present = !x.is_nan();
+            col.valid.push(present);
+            if present {
+                v.push(x);
             }
         }
     }
@@ -341,13 +435,17 @@ impl Builder {
         let mut in_block = vec![false; cols.len()];
         let (mut blocks, mut other) = (vec![], vec![]);
         for (span, kind) in spans {
-            if kind == Kind::F64 {
-                in_block[span.first..span.first + span.width].fill(true);
-                let data = Vec::with_capacity(capacity * span.width);
-                blocks.push(Block { span, data });
-            } else {
-                other.push(span);
-            }
+            let room = capacity * span.width;
+            let data = match kind {
+                Kind::F32 => Floats::F32(Vec::with_capacity(room)),
+                Kind::F64 => Floats::F64(Vec::with_capacity(room)),
+                _ => {
+                    other.push(span);
+                    continue;
+                }
+            };
+            in_block[span.first..span.first + span.width].fill(true);
+            blocks.push(Block { span, data });
         }
         Some(Builder {
             cols,
@@ -393,7 +491,11 @@ impl Builder {
             }
         }
         for b in &mut self.blocks {
-            b.push(tensor(p, b.span.input, b.span.t), rows);
+            let t = tensor(p, b.span.input, b.span.t);
+            match &mut b.data {
+                Floats::F32(v) => push_rows(v, t, b.span.width, rows),
+                Floats::F64(v) => push_rows(v, t, b.span.width, rows),
+            }
         }
         for s in &self.spans {
             let cols = &mut cols[s.first..s.first + s.width];
@@ -429,7 +531,12 @@ impl Builder {
             }
         }
         for (b, o) in self.blocks.iter_mut().zip(&other.blocks) {
-            b.data.extend_from_slice(&o.data);
+            match (&mut b.data, &o.data) {
+                (Floats::F32(a), Floats::F32(more)) => a.extend_from_slice(more),
+                (Floats::F64(a), Floats::F64(more)) => a.extend_from_slice(more),
+                // Never: both come from one schema.
+                _ => {}
+            }
         }
     }
 
@@ -437,31 +544,10 @@ impl Builder {
     pub(crate) fn columns(&mut self) -> &[ColumnData] {
         let rows = self.rows;
         for b in &self.blocks {
-            let width = b.span.width;
-            // Nothing missing (nearly always): every row valid, each column a strided copy.
-            let whole = width > 0
-                && b.data.len() == rows * width
-                && !b.data.iter().fold(false, |nan, x| nan | x.is_nan());
-            for j in 0..width {
-                let col = &mut self.cols[b.span.first + j];
-                col.clear();
-                let Values::F64(v) = &mut col.values else {
-                    continue;
-                };
-                if whole {
-                    col.valid.resize(rows, true);
-                    v.extend(b.data.chunks_exact(width).map(|row| row[j]));
-                    continue;
-                }
-                col.valid.reserve(rows);
-                v.reserve(rows);
-                for &x in b.data.iter().skip(j).step_by(width) {
-                    let present = !x.is_nan();
-                    col.valid.push(present);
-                    if present {
-                        v.push(x);
-                    }
-                }
+            let cols = &mut self.cols[b.span.first..b.span.first + b.span.width];
+            match &b.data {
+                Floats::F32(v) => split(v, b.span.width, rows, cols),
+                Floats::F64(v) => split(v, b.span.width, rows, cols),
             }
         }
         &self.cols
@@ -475,6 +561,7 @@ impl Builder {
             .map(|c| {
                 c.valid.capacity()
                     + match &c.values {
+                        Values::F32(v) => 4 * v.capacity(),
                         Values::F64(v) => 8 * v.capacity(),
                         Values::I64(v) | Values::Timestamp(v) => 8 * v.capacity(),
                         Values::Bool(v) => v.capacity(),
@@ -486,14 +573,20 @@ impl Builder {
         cols + self
             .blocks
             .iter()
-            .map(|b| 8 * b.data.capacity())
+            .map(|b| match &b.data {
+                Floats::F32(v) => 4 * v.capacity(),
+                Floats::F64(v) => 8 * v.capacity(),
+            })
             .sum::<usize>()
     }
 
     /// Empties the columns, keeping their room for the next records.
     pub(crate) fn clear(&mut self) {
         self.cols.iter_mut().for_each(ColumnData::clear);
-        self.blocks.iter_mut().for_each(|b| b.data.clear());
+        self.blocks.iter_mut().for_each(|b| match &mut b.data {
+            Floats::F32(v) => v.clear(),
+            Floats::F64(v) => v.clear(),
+        });
         self.rows = 0;
     }
 }

@@ -28,6 +28,7 @@
 //! a failing store (counted in `dropped`).
 
 mod columns;
+mod encoding;
 pub mod layout;
 pub mod parquet;
 pub mod read;

@@ -34,7 +34,8 @@ fn data_kind(d: &TensorData) -> Kind {
     match d {
         TensorData::Bool(_) => Kind::Bool,
         TensorData::Int32(_) | TensorData::Int64(_) => Kind::I64,
-        TensorData::Fp32(_) | TensorData::Fp64(_) => Kind::F64,
+        TensorData::Fp32(_) => Kind::F32,
+        TensorData::Fp64(_) => Kind::F64,
         TensorData::Bytes(_) => Kind::Str,
     }
 }

@@ -136,6 +136,9 @@ impl PredictionRef<'_> {
 /// The physical type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Kind {
+    /// A float32 tensor's elements: `FLOAT` in the flat writer's files (the table path,
+    /// which only list schemas take, writes every float as `DOUBLE`).
+    F32,
     F64,
     I64,
     Bool,
@@ -149,7 +152,8 @@ fn elem_kind(e: Elem) -> Kind {
     match e {
         Elem::Bool => Kind::Bool,
         Elem::Int32 | Elem::Int64 => Kind::I64,
-        Elem::Fp32 | Elem::Fp64 => Kind::F64,
+        Elem::Fp32 => Kind::F32,
+        Elem::Fp64 => Kind::F64,
         Elem::Bytes => Kind::Str,
     }
 }
@@ -167,7 +171,7 @@ fn dtype_kind(d: DType) -> Kind {
 
 fn empty(kind: Kind, cap: usize) -> PlainColumn {
     match kind {
-        Kind::F64 => PlainColumn::F64(Vec::with_capacity(cap)),
+        Kind::F32 | Kind::F64 => PlainColumn::F64(Vec::with_capacity(cap)),
         Kind::I64 => PlainColumn::I64(Vec::with_capacity(cap)),
         Kind::Bool => PlainColumn::Bool(Vec::with_capacity(cap)),
         Kind::Str => PlainColumn::Str(Vec::with_capacity(cap)),

@@ -133,8 +133,8 @@ pub struct ServeArgs {
         requires = "prediction_log"
     )]
     pub log_buffer_records: usize,
-    /// Buffered predictions, in MiB as packed (held as columns, float32 inputs take about
-    /// twice that); more are dropped and counted.
+    /// Buffered predictions, in MiB as packed (held as columns they take about as much);
+    /// more are dropped and counted.
     #[arg(
         long,
         value_name = "MIB",
