@@ -182,6 +182,8 @@ struct Group {
     /// Takes (in a lane) or writes (in the writer) since it last had a record: an idle group
     /// is forgotten.
     idle: u8,
+    /// Which of the file's columns compression does not pay for (the writer's groups).
+    raw: parquet::RawColumns,
 }
 
 enum Body {
@@ -205,6 +207,7 @@ impl Group {
             rows: 0,
             bytes: 0,
             idle: 0,
+            raw: parquet::RawColumns::default(),
         }
     }
 
@@ -220,6 +223,7 @@ impl Group {
             rows: 0,
             bytes: 0,
             idle: 0,
+            raw: parquet::RawColumns::default(),
         }
     }
 

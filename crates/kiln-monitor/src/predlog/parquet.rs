@@ -11,7 +11,7 @@
 //! group, every column `OPTIONAL` (definition levels, RLE), one v1 data page per column, PLAIN
 //! values except for repeated strings (the model, the version, string inputs), which get a
 //! dictionary page and `RLE_DICTIONARY` indices while their dictionary stays small, and for
-//! floats in compressed files, which are `BYTE_STREAM_SPLIT` (read by Polars, pyarrow,
+//! floats in compressed column chunks, which are `BYTE_STREAM_SPLIT` (read by Polars, pyarrow,
 //! DuckDB and Spark): the bytes that are alike (signs and exponents) end up together, and the
 //! compressor runs through them at a fraction of its cost on interleaved bytes. Types: float32
 //! tensors `FLOAT`, other floats `DOUBLE`, integers `INT64`, booleans `BOOLEAN`, strings
@@ -105,6 +105,12 @@ const PAGE_DICTIONARY: i32 = 2;
 /// ZFS keeps a block compressed on the same condition (an eighth saved).
 const RAW_FILES_AFTER_NO_GAIN: u8 = 16;
 
+/// What the encoder learned about the columns of one series of files (the prediction log
+/// keeps one per file to be: deployment, hour and schema): for each column, by position, how
+/// many more files store it uncompressed.
+#[derive(Debug, Default, Clone)]
+pub struct RawColumns(Vec<u8>);
+
 /// Writes files, keeping its compression context and scratch buffers from one to the next.
 pub struct Encoder {
     compressor: Compressor,
@@ -112,8 +118,6 @@ pub struct Encoder {
     body: Vec<u8>,
     /// A dictionary page's uncompressed bytes.
     dict_body: Vec<u8>,
-    /// Columns (by name) stored uncompressed for this many more files.
-    raw_for: HashMap<String, u8>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -159,12 +163,22 @@ impl Encoder {
             },
             body: Vec::new(),
             dict_body: Vec::new(),
-            raw_for: HashMap::new(),
         })
     }
 
-    /// The columns (all of `rows` rows) as one Parquet file.
+    /// The columns (all of `rows` rows) as one Parquet file, every column compressed.
     pub fn file(&mut self, columns: &[ColumnData], rows: usize) -> Result<Vec<u8>, PredLogError> {
+        self.file_adapting(columns, rows, &mut RawColumns::default())
+    }
+
+    /// [`Encoder::file`] for the next file of a series: columns that `raw` says do not
+    /// compress are stored uncompressed, and `raw` learns from this file.
+    pub fn file_adapting(
+        &mut self,
+        columns: &[ColumnData],
+        rows: usize,
+        raw: &mut RawColumns,
+    ) -> Result<Vec<u8>, PredLogError> {
         if let Some(c) = columns.iter().find(|c| c.valid.len() != rows) {
             return Err(PredLogError::Write(format!(
                 "column `{}` has {} rows, expected {rows}",
@@ -173,30 +187,26 @@ impl Encoder {
             )));
         }
         // Room for the file uncompressed, or for a quarter of it (it grows if need be).
-        let raw: usize = columns.iter().map(|c| 8 * rows + c.name.len() + 64).sum();
+        let plain: usize = columns.iter().map(|c| 8 * rows + c.name.len() + 64).sum();
         let estimate = match self.compressor.codec {
-            Codec::None => raw,
-            Codec::Lz4Raw | Codec::Zstd(_) => raw / 4,
+            Codec::None => plain,
+            Codec::Lz4Raw | Codec::Zstd(_) => plain / 4,
         };
         let mut out = Vec::with_capacity(estimate + 1024);
         out.extend_from_slice(b"PAR1");
         let mut chunks = Vec::with_capacity(columns.len());
-        // Many schemas' columns: start again rather than grow.
-        if self.raw_for.len() > 4096 {
-            self.raw_for.clear();
-        }
-        for c in columns {
-            let codec = match self.raw_for.get_mut(&c.name) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    Codec::None
-                }
-                _ => self.compressor.codec,
+        raw.0.resize(columns.len(), 0);
+        for (c, left) in columns.iter().zip(&mut raw.0) {
+            let codec = if *left > 0 {
+                *left -= 1;
+                Codec::None
+            } else {
+                self.compressor.codec
             };
             let chunk = self.chunk(&mut out, c, codec)?;
-            let raw = chunk.uncompressed;
-            if codec != Codec::None && 8 * (raw - chunk.compressed.min(raw)) < raw {
-                self.raw_for.insert(c.name.clone(), RAW_FILES_AFTER_NO_GAIN);
+            let size = chunk.uncompressed;
+            if codec != Codec::None && 8 * (size - chunk.compressed.min(size)) < size {
+                *left = RAW_FILES_AFTER_NO_GAIN;
             }
             chunks.push(chunk);
         }
@@ -646,9 +656,20 @@ mod tests {
         let noise_plain: Vec<u8> = noise[..256].iter().flat_map(|x| x.to_le_bytes()).collect();
         let steady_plain: Vec<u8> = steady[..256].iter().flat_map(|x| x.to_le_bytes()).collect();
         let mut encoder = Encoder::new(Codec::Lz4Raw).unwrap();
+        let (mut series, mut other_series) = (RawColumns::default(), RawColumns::default());
         let mut stored_raw = vec![];
-        for _ in 0..=RAW_FILES_AFTER_NO_GAIN + 1 {
-            let bytes = encoder.file(&columns, rows).unwrap();
+        for file in 0..=RAW_FILES_AFTER_NO_GAIN + 1 {
+            // Another series of files (another deployment, hour or schema) learns on its own,
+            // and a file without a series compresses every column.
+            if file == 1 {
+                let other = encoder.file_adapting(&columns, rows, &mut other_series);
+                assert!(!contains(&other.unwrap(), &noise_plain));
+                assert!(!contains(
+                    &encoder.file(&columns, rows).unwrap(),
+                    &noise_plain
+                ));
+            }
+            let bytes = encoder.file_adapting(&columns, rows, &mut series).unwrap();
             let back = kiln_data::plain::from_parquet_bytes(&bytes).unwrap();
             let widened = noise.iter().map(|&x| Some(f64::from(x))).collect();
             assert_eq!(back.column("noise"), Some(&PlainColumn::F64(widened)));

@@ -12,7 +12,8 @@
 //!   output that is not per row (its first dimension is not the request's row count) is one
 //!   list column holding the whole tensor on every row.
 //!
-//! Floats are f64 (f32 values convert exactly); NaN — a missing value to the model — is null.
+//! Floats are f64 here (f32 values convert exactly; the flat writer, [`super::columns`],
+//! keeps float32 tensors float32); NaN — a missing value to the model — is null.
 //! Integers are i64, booleans bool, BYTES elements strings (invalid UTF-8 replaced). A name
 //! that collides with a fixed column gets an `input_` / `output_` prefix, an output that
 //! collides with an input an `output_` prefix.

@@ -330,7 +330,10 @@ impl Writer {
         let (bytes, rows) = match &mut group.body {
             Body::Columns(b) => {
                 let rows = b.rows();
-                (self.encoder.file(b.columns(), rows)?, rows)
+                let bytes = self
+                    .encoder
+                    .file_adapting(b.columns(), rows, &mut group.raw)?;
+                (bytes, rows)
             }
             Body::Packed(chunk) => {
                 // List columns: through a table and Polars (on this thread only: the
