@@ -237,9 +237,8 @@ struct Span {
     width: usize,
 }
 
-/// A float tensor's columns, kept row by row as they come (one copy of each row's
-/// elements, in the tensor's own type) and split into columns when the file is written. NaN
-/// is null.
+/// A float tensor's columns, row by row as they come (one copy, in the tensor's own type),
+/// split into columns when the file is written. NaN is null.
 #[derive(Clone)]
 struct Block {
     span: Span,
