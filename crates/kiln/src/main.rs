@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc's malloc. The data plane allocates and frees on many threads
-/// (HTTP workers, inference threads, the prediction log's writer), where glibc's arenas made
-/// logging every request cost 10–14% of the throughput at saturation, against 2–3% here, and
-/// the server itself answers ~10% more requests a second (`bench/RESULTS.md`). Built without
-/// transparent huge pages (`no_thp`): with them an idle `kiln serve` held ~8 MB more.
+/// (HTTP workers, inference threads, the prediction log's writer); with glibc's arenas,
+/// logging every request cost 10–14% of the throughput at saturation, with mimalloc 2–5%,
+/// and the server answers 10–25% more requests a second without the log
+/// (`bench/RESULTS.md`, 2026-12-08). Built without transparent huge pages (`no_thp`): with
+/// them an idle `kiln serve` held ~8 MB more.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
