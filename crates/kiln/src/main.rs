@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc rather than glibc's malloc. The data plane allocates and frees on many threads
 /// (HTTP workers, inference threads, the prediction log's writer); with glibc's arenas,
-/// logging every request cost 10–14% of the throughput at saturation, with mimalloc 2–5%,
+/// logging every request cost 10–14% of the throughput at saturation, with mimalloc 2–7%,
 /// and the server answers 10–25% more requests a second without the log
 /// (`bench/RESULTS.md`, 2026-12-08). Built without transparent huge pages (`no_thp`): with
 /// them an idle `kiln serve` held ~8 MB more.
